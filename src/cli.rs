@@ -1,0 +1,98 @@
+//! Conventions every stage shares: logging to stderr, exit codes, broken-pipe handling.
+//!
+//! Exit status: 0 success (also when the downstream pipe closed), 1 a runtime failure (an object
+//! that could not be read, a delivery that failed, malformed input lines), 2 a usage or
+//! configuration error (clap's own code).
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Flags every stage has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes
+    /// tracing's filter syntax and wins over --verbose/--quiet.
+    #[arg(long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// What a stage's `run` reports when it did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything worked.
+    Ok,
+    /// The stage went on to the end, but something failed along the way (exit code 1).
+    Failed,
+}
+
+/// Set up logging on stderr (never stdout: stdout carries records).
+pub fn init_logging(common: &Common) {
+    use tracing_subscriber::EnvFilter;
+    let default = if common.quiet {
+        "error"
+    } else {
+        match common.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = std::env::var("S3S_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| {
+            // Our own crate at the chosen level; the AWS SDK and hyper stay quiet unless asked.
+            EnvFilter::new(format!("warn,s3s={default}"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// True when `err` (or anything in its chain) is a closed downstream pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parse the arguments, run the stage, map the outcome to an exit code.
+///
+/// Parsing comes first: `--help`, `--version` and usage errors return before anything starts.
+pub fn main<A: Parser>(
+    tool: &str,
+    common: impl Fn(&A) -> &Common,
+    run: impl FnOnce(A) -> anyhow::Result<Status>,
+) -> ExitCode {
+    let args = A::parse();
+    init_logging(common(&args));
+    match run(args) {
+        Ok(Status::Ok) => ExitCode::SUCCESS,
+        Ok(Status::Failed) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// A configuration problem found after parsing (a bad regex, an unusable option value):
+/// exit code 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);

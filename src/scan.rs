@@ -1,0 +1,347 @@
+//! A small, fast scanner for the top level of one JSON object, and JSON string (un)escaping.
+//!
+//! The per-line stages (filter, publishers) need two or three top-level fields of each record
+//! (`type`, `line`, `n`...) and otherwise pass the record's bytes through untouched. Building a
+//! full `serde_json::Value` per line would allocate a tree per record; this scanner finds the
+//! byte ranges of top-level values without allocating, and checks the structure (balanced
+//! brackets, terminated strings, `key: value` pairs, nothing after the closing brace). Values it
+//! skips are not validated in depth (a malformed number inside `ack` passes), which is the point:
+//! stages pass through what they do not act on.
+
+use memchr::memchr2;
+
+/// Why a line is not a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("malformed JSON at byte {0}")]
+    Malformed(usize),
+    #[error("no \"type\" string field")]
+    NoType,
+}
+
+/// The raw bytes of one top-level value: for strings, the content between the quotes
+/// (still escaped) plus whether it contains escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw {
+    /// Byte range of the whole value in the record (quotes included for strings).
+    pub start: usize,
+    pub end: usize,
+    /// The value is a JSON string.
+    pub is_string: bool,
+    /// A string value containing at least one backslash escape.
+    pub escaped: bool,
+}
+
+impl Raw {
+    /// String content without quotes (still escaped), or the raw value text.
+    #[inline]
+    pub fn content<'a>(&self, rec: &'a [u8]) -> &'a [u8] {
+        if self.is_string { &rec[self.start + 1..self.end - 1] } else { &rec[self.start..self.end] }
+    }
+}
+
+/// Scan the top level of `rec` and call `f(key_content, key_escaped, value)` for every member.
+/// `f` returns false to stop early (the rest of the record is then not checked).
+pub fn members(rec: &[u8], mut f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), ScanError> {
+    let mut i = skip_ws(rec, 0);
+    if rec.get(i) != Some(&b'{') {
+        return Err(ScanError::NotObject);
+    }
+    i = skip_ws(rec, i + 1);
+    if rec.get(i) == Some(&b'}') {
+        return end_of_record(rec, i + 1);
+    }
+    loop {
+        if rec.get(i) != Some(&b'"') {
+            return Err(ScanError::Malformed(i));
+        }
+        let (kend, _) = skip_string(rec, i)?;
+        let key = &rec[i + 1..kend - 1];
+        i = skip_ws(rec, kend);
+        if rec.get(i) != Some(&b':') {
+            return Err(ScanError::Malformed(i));
+        }
+        i = skip_ws(rec, i + 1);
+        let raw = skip_value(rec, i)?;
+        if !f(key, raw) {
+            return Ok(());
+        }
+        i = skip_ws(rec, raw.end);
+        match rec.get(i) {
+            Some(b',') => i = skip_ws(rec, i + 1),
+            Some(b'}') => return end_of_record(rec, i + 1),
+            _ => return Err(ScanError::Malformed(i)),
+        }
+    }
+}
+
+fn end_of_record(rec: &[u8], i: usize) -> Result<(), ScanError> {
+    let j = skip_ws(rec, i);
+    if j == rec.len() { Ok(()) } else { Err(ScanError::Malformed(j)) }
+}
+
+/// The fields most stages need from a record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fields {
+    pub ty: Option<Raw>,
+    pub line: Option<Raw>,
+}
+
+/// Find `type` and `line` at the top level of `rec`, checking the whole record's structure.
+pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
+    let mut out = Fields::default();
+    members(rec, |k, v| {
+        match k {
+            b"type" => out.ty = Some(v),
+            b"line" => out.line = Some(v),
+            _ => {}
+        }
+        true
+    })?;
+    match out.ty {
+        Some(t) if t.is_string => Ok(out),
+        _ => Err(ScanError::NoType),
+    }
+}
+
+/// The `type` of a record as bytes (unescaped only when it has escapes, which it never has
+/// when written by s3s).
+pub fn type_name<'a>(rec: &'a [u8], ty: Raw, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if ty.escaped {
+        scratch.clear();
+        unescape_into(ty.content(rec), scratch);
+        scratch
+    } else {
+        ty.content(rec)
+    }
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is a quote; returns the index after the closing quote and whether it had escapes.
+#[inline]
+fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        match memchr2(b'"', b'\\', &b[j..]) {
+            None => return Err(ScanError::Malformed(b.len())),
+            Some(k) => {
+                let p = j + k;
+                if b[p] == b'"' {
+                    return Ok((p + 1, escaped));
+                }
+                escaped = true;
+                j = p + 2;
+                if j > b.len() {
+                    return Err(ScanError::Malformed(b.len()));
+                }
+            }
+        }
+    }
+}
+
+fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
+    match b.get(i) {
+        None => Err(ScanError::Malformed(i)),
+        Some(b'"') => {
+            let (end, escaped) = skip_string(b, i)?;
+            Ok(Raw { start: i, end, is_string: true, escaped })
+        }
+        Some(b'{') | Some(b'[') => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?.0;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok(Raw { start: i, end: j + 1, is_string: false, escaped: false });
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            Err(ScanError::Malformed(b.len()))
+        }
+        Some(_) => {
+            // number, true, false, null
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                j += 1;
+            }
+            let v = &b[i..j];
+            let ok = matches!(v, b"true" | b"false" | b"null")
+                || (!v.is_empty() && (v[0] == b'-' || v[0].is_ascii_digit())
+                    && v.iter().all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')));
+            if ok { Ok(Raw { start: i, end: j, is_string: false, escaped: false }) } else { Err(ScanError::Malformed(i)) }
+        }
+    }
+}
+
+/// Decode the content of a JSON string (between the quotes) into `out` as UTF-8 bytes.
+/// Invalid escapes are kept literally; lone surrogates become U+FFFD.
+pub fn unescape_into(s: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < s.len() {
+        match memchr::memchr(b'\\', &s[i..]) {
+            None => {
+                out.extend_from_slice(&s[i..]);
+                return;
+            }
+            Some(k) => {
+                out.extend_from_slice(&s[i..i + k]);
+                i += k;
+            }
+        }
+        // s[i] == '\\'
+        let Some(&c) = s.get(i + 1) else {
+            out.push(b'\\');
+            return;
+        };
+        i += 2;
+        match c {
+            b'"' => out.push(b'"'),
+            b'\\' => out.push(b'\\'),
+            b'/' => out.push(b'/'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'u' => {
+                let Some(hi) = hex4(s, i) else {
+                    out.extend_from_slice(b"\\u");
+                    continue;
+                };
+                i += 4;
+                let mut cp = hi;
+                if (0xD800..0xDC00).contains(&hi) {
+                    if s.get(i) == Some(&b'\\') && s.get(i + 1) == Some(&b'u') {
+                        if let Some(lo) = hex4(s, i + 2) {
+                            if (0xDC00..0xE000).contains(&lo) {
+                                cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                i += 6;
+                            }
+                        }
+                    }
+                }
+                let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+}
+
+fn hex4(s: &[u8], i: usize) -> Option<u32> {
+    let h = s.get(i..i + 4)?;
+    let mut v = 0u32;
+    for &c in h {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// 0: byte needs no escape; otherwise the escape letter (`u` for `\u00XX`).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\t' as usize] = b't';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Append `s` (valid UTF-8) escaped as JSON string content (no quotes) to `out`.
+#[inline]
+pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
+    out.reserve(s.len() + 16);
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let e = ESCAPE[b as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&s[start..i]);
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.extend_from_slice(&[b'\\', e]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// Append `s` as a quoted JSON string.
+pub fn quote_into(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    escape_into(s, out);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_fields_and_checks_structure() {
+        let r = br#"{"type":"line","ack":{"a":[1,"}"]},"n":3,"line":"a\tb\"c"}"#;
+        let f = fields(r).unwrap();
+        assert_eq!(f.ty.unwrap().content(r), b"line");
+        let l = f.line.unwrap();
+        assert!(l.escaped);
+        let mut out = Vec::new();
+        unescape_into(l.content(r), &mut out);
+        assert_eq!(out, b"a\tb\"c");
+        assert_eq!(fields(b"[1]").unwrap_err(), ScanError::NotObject);
+        assert_eq!(fields(br#"{"a":1}"#).unwrap_err(), ScanError::NoType);
+        assert!(fields(br#"{"type":"x""#).is_err());
+        assert!(fields(br#"{"type":"x"} trailing"#).is_err());
+        assert!(fields(br#"{"type":nope}"#).is_err());
+        assert!(fields(br#" { "type" : "x" , "b" : [ ] } "#).is_ok());
+    }
+
+    #[test]
+    fn escape_round_trips() {
+        let s = "tab\there \"q\" back\\slash \u{1} é 😀\n";
+        let mut e = Vec::new();
+        quote_into(s.as_bytes(), &mut e);
+        let back: String = serde_json::from_slice(&e).unwrap();
+        assert_eq!(back, s);
+        let mut u = Vec::new();
+        unescape_into(&e[1..e.len() - 1], &mut u);
+        assert_eq!(u, s.as_bytes());
+        let mut u = Vec::new();
+        unescape_into(br"\ud83d\ude00 \u00e9 \ud800", &mut u);
+        assert_eq!(String::from_utf8(u).unwrap(), "😀 é \u{FFFD}");
+    }
+}

@@ -1,0 +1,197 @@
+//! `s3s-cat`: stream the lines of S3 objects and local files as `line` records.
+
+use std::io::Read;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Common, Status};
+use crate::decode::{self, ReadError};
+use crate::envelope::{Location, ObjectRecord, OBJECT};
+use crate::io::{report_bad_line, Input, Output};
+use crate::{s3, scan};
+
+const TOOL: &str = "s3s-cat";
+
+/// Stream the lines of S3 objects (and local files) as NDJSON `line` records.
+///
+/// Each source's lines come out as `{"type":"line","bucket":B,"key":K,"n":N,"line":"..."}`,
+/// followed by one `{"type":"end",...,"lines":COUNT}` once all of them were written. gzip
+/// (multi-member too), zstd and plain text are told apart by their bytes, not by names.
+/// Objects stream through a fixed buffer: memory stays flat whatever their size.
+///
+/// With no SOURCE, or `-`, sources come from stdin: `object` records (from s3s-poll), or plain
+/// `s3://bucket/key` and file-path lines (e.g. from `find`). Other records pass through unchanged.
+///
+/// A source that cannot be read (missing, access denied, corrupt compressed data) gets one error
+/// line on stderr naming it and the cause, and no `end` record; the rest goes on, and the exit
+/// status is 1.
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3s-cat",
+    version,
+    after_long_help = "EXAMPLES:
+    s3s-cat s3://logs/cf/E2ABC.2026-11-28-17.1a2b.gz
+    s3s-cat access.log.gz other.log.zst
+    find /var/log/cf -name '*.gz' | s3s-cat | s3s-filter -e '\\t5[0-9][0-9]\\t'
+    s3s-poll --once | s3s-cat | s3s-ack
+
+ENVIRONMENT:
+    AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 and the rest of the standard
+    AWS chain. With an endpoint override, requests use path-style addressing (S3S_PATH_STYLE=1
+    forces it). S3S_LOG sets the log filter.
+
+EXIT STATUS:
+    0 all sources read (also when stdout was closed early), 1 a source or an input line failed,
+    2 usage error."
+)]
+pub struct Args {
+    /// `s3://bucket/key`, a local file, or `-` for stdin (the default).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+struct Cat {
+    out: Output,
+    rt: Option<tokio::runtime::Runtime>,
+    client: Option<aws_sdk_s3::Client>,
+    failed: u64,
+}
+
+/// Run `s3s-cat`.
+pub fn run(args: Args) -> anyhow::Result<Status> {
+    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, failed: 0 };
+    let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
+    for src in &sources {
+        if src == "-" {
+            cat.stdin()?;
+        } else {
+            match Location::parse(src) {
+                Ok(loc) => cat.object(&ObjectRecord::new(loc))?,
+                Err(e) => {
+                    eprintln!("{TOOL}: error: {e}");
+                    cat.failed += 1;
+                }
+            }
+        }
+    }
+    cat.out.flush()?;
+    Ok(if cat.failed > 0 { Status::Failed } else { Status::Ok })
+}
+
+impl Cat {
+    fn stdin(&mut self) -> anyhow::Result<()> {
+        let mut input = Input::stdin();
+        let mut scratch = Vec::new();
+        while let Some((number, line)) = input.next_line_flushing(&mut self.out).context("reading stdin")? {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if line[0] != b'{' {
+                match std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string()).and_then(|s| Location::parse(s.trim())) {
+                    Ok(loc) => self.object(&ObjectRecord::new(loc))?,
+                    Err(e) => {
+                        report_bad_line(TOOL, number, &format!("not a record nor a source ({e})"), line);
+                        self.failed += 1;
+                    }
+                }
+                continue;
+            }
+            let fields = match scan::fields(line) {
+                Ok(f) => f,
+                Err(e) => {
+                    report_bad_line(TOOL, number, &e.to_string(), line);
+                    self.failed += 1;
+                    continue;
+                }
+            };
+            if scan::type_name(line, fields.ty.expect("fields() checks type"), &mut scratch) != OBJECT.as_bytes() {
+                self.out.write_record_nl(line)?;
+                continue;
+            }
+            let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+                .map_err(|e| e.to_string())
+                .and_then(ObjectRecord::from_json);
+            match parsed {
+                Ok(obj) => self.object(&obj)?,
+                Err(e) => {
+                    report_bad_line(TOOL, number, &e, line);
+                    self.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, loc: &Location) -> Result<Box<dyn Read>, String> {
+        match loc {
+            Location::File(p) => std::fs::File::open(p)
+                .map(|f| Box::new(f) as Box<dyn Read>)
+                .map_err(|e| e.to_string()),
+            Location::S3 { bucket, key } => {
+                if self.rt.is_none() {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("starting the runtime: {e}"))?;
+                    let cfg = rt.block_on(s3::sdk_config());
+                    self.client = Some(s3::s3_client(&cfg));
+                    self.rt = Some(rt);
+                }
+                let rt = self.rt.as_ref().expect("set above").handle();
+                let client = self.client.as_ref().expect("set with rt");
+                let (_info, body) = s3::get_object(rt, client, bucket, key)?;
+                Ok(Box::new(body))
+            }
+        }
+    }
+
+    /// Stream one object's lines, then its `end` record; a failed source is reported and skipped.
+    fn object(&mut self, obj: &ObjectRecord) -> anyhow::Result<()> {
+        let reader = match self.open(&obj.location) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{TOOL}: error: {}: {e}", obj.location);
+                self.failed += 1;
+                return Ok(());
+            }
+        };
+        let lw = obj.line_writer();
+        let out = &mut self.out;
+        let mut n = 0u64;
+        let res = decode::for_each_line(reader, |text| {
+            n += 1;
+            lw.write(n, text, out.buf());
+            out.record_done()
+        });
+        match res {
+            Ok((compression, stats)) => {
+                if stats.invalid_utf8 > 0 {
+                    tracing::warn!(
+                        "{}: {} line(s) held bytes that are not UTF-8 (replaced by U+FFFD)",
+                        obj.location,
+                        stats.invalid_utf8
+                    );
+                }
+                let end = obj.end_line(&[
+                    ("lines", stats.lines),
+                    ("bytes", stats.bytes_in),
+                    ("decompressed_bytes", stats.bytes_out),
+                    ("invalid_utf8", stats.invalid_utf8),
+                ]);
+                tracing::info!("{}: {} lines, {} compression", obj.location, stats.lines, compression.name());
+                self.out.write_record(&end)?;
+            }
+            Err(ReadError::Source(e)) => {
+                eprintln!("{TOOL}: error: {}: {e} (after {n} lines; no end record)", obj.location);
+                self.failed += 1;
+            }
+            Err(ReadError::Sink(e)) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! `s3s-filter`: grep's habits on `line` records; every other record passes through.
+
+use std::borrow::Cow;
+
+use anyhow::Context;
+use clap::Parser;
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::cli::{Common, Status, UsageError};
+use crate::io::{report_bad_line, Input, Output};
+use crate::scan;
+
+const TOOL: &str = "s3s-filter";
+
+/// Keep, drop or rewrite `line` records by regular expression, as grep would.
+///
+/// A `line` record is kept when any `-e` REGEX matches its text (all lines, when no -e is given);
+/// `-v` keeps the others instead. Kept lines are rewritten by each `--replace` in turn. Every
+/// other record (`object`, `end`, types it does not know) passes through unchanged and in order.
+/// Kept records are written byte for byte as they came, unless a replacement changed them.
+///
+/// Regular expressions are those of the Rust `regex` crate: linear time, no backreferences, no
+/// catastrophic backtracking. The text matched is the line itself (JSON escapes decoded: a tab is
+/// `\t` in the regex). A malformed input line is reported on stderr with its number and skipped;
+/// the exit status is then 1.
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3s-filter",
+    version,
+    after_long_help = "EXAMPLES:
+    s3s-cat s3://logs/cf.gz | s3s-filter -e '\\t5[0-9][0-9]\\t'
+    s3s-filter -e GET -e HEAD -i
+    s3s-filter -v -e '^#'
+    s3s-filter --replace '(\\d+\\.\\d+\\.\\d+)\\.\\d+' '$1.0'     # mask the last octet of IPs
+    jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))'   # the same contract, with jq
+
+ENVIRONMENT:
+    S3S_LOG sets the log filter.
+
+EXIT STATUS:
+    0 success (also when stdout was closed early), 1 malformed input lines were skipped,
+    2 usage error (e.g. an invalid regex)."
+)]
+pub struct Args {
+    /// Keep lines matching REGEX (repeatable: any match keeps the line).
+    #[arg(short = 'e', long = "regexp", value_name = "REGEX")]
+    pub regexps: Vec<String>,
+
+    /// Invert: keep the lines no REGEX matches.
+    #[arg(short = 'v', long)]
+    pub invert_match: bool,
+
+    /// Case-insensitive matching (for -e and --replace).
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+
+    /// Rewrite kept lines: every match of REGEX becomes REPLACEMENT (`$1`, `${name}` for groups).
+    /// Repeatable; applied in order.
+    #[arg(long, num_args = 2, value_names = ["REGEX", "REPLACEMENT"])]
+    pub replace: Vec<String>,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The compiled filter.
+pub struct Filter {
+    keep: Option<Regex>,
+    invert: bool,
+    replace: Vec<(Regex, Vec<u8>)>,
+}
+
+impl Filter {
+    pub fn new(args: &Args) -> Result<Filter, UsageError> {
+        let build = |pattern: &str| {
+            RegexBuilder::new(pattern)
+                .case_insensitive(args.ignore_case)
+                .build()
+                .map_err(|e| UsageError(format!("invalid regex: {e}")))
+        };
+        if args.regexps.is_empty() && args.replace.is_empty() {
+            return Err(UsageError("give at least one -e REGEX or --replace REGEX REPLACEMENT".into()));
+        }
+        let keep = match args.regexps.as_slice() {
+            [] => None,
+            [one] => Some(build(one)?),
+            many => {
+                // Each compiled alone first, so an error names the pattern it is in.
+                for p in many {
+                    build(p)?;
+                }
+                let joined: Vec<String> = many.iter().map(|p| format!("(?:{p})")).collect();
+                Some(build(&joined.join("|"))?)
+            }
+        };
+        let replace = args
+            .replace
+            .chunks(2)
+            .map(|pair| Ok((build(&pair[0])?, pair[1].as_bytes().to_vec())))
+            .collect::<Result<_, UsageError>>()?;
+        Ok(Filter { keep, invert: args.invert_match, replace })
+    }
+
+    /// Does `text` stay?
+    #[inline]
+    pub fn keeps(&self, text: &[u8]) -> bool {
+        match &self.keep {
+            None => !self.invert,
+            Some(re) => re.is_match(text) != self.invert,
+        }
+    }
+
+    /// `text` after every replacement, borrowed when nothing changed.
+    pub fn rewrite<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
+        let mut cur = Cow::Borrowed(text);
+        for (re, with) in &self.replace {
+            if let Cow::Owned(new) = re.replace_all(&cur, with.as_slice()) {
+                cur = Cow::Owned(new);
+            }
+        }
+        cur
+    }
+}
+
+/// Run `s3s-filter`.
+pub fn run(args: Args) -> anyhow::Result<Status> {
+    let filter = Filter::new(&args)?;
+    let mut out = Output::stdout();
+    let mut input = Input::stdin();
+    let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);
+    let mut text_buf = Vec::with_capacity(4096);
+    let mut ty_buf = Vec::new();
+    while let Some((number, rec)) = input.next_line_flushing(&mut out).context("reading stdin")? {
+        if rec.is_empty() {
+            continue;
+        }
+        let fields = match scan::fields(rec) {
+            Ok(f) => f,
+            Err(e) => {
+                report_bad_line(TOOL, number, &e.to_string(), rec);
+                bad += 1;
+                continue;
+            }
+        };
+        if scan::type_name(rec, fields.ty.expect("fields() checks type"), &mut ty_buf) != b"line" {
+            out.write_record_nl(rec)?;
+            continue;
+        }
+        let Some(raw) = fields.line.filter(|r| r.is_string) else {
+            report_bad_line(TOOL, number, "line record without a string \"line\"", rec);
+            bad += 1;
+            continue;
+        };
+        seen += 1;
+        let text = if raw.escaped {
+            text_buf.clear();
+            scan::unescape_into(raw.content(rec), &mut text_buf);
+            &text_buf[..]
+        } else {
+            raw.content(rec)
+        };
+        if !filter.keeps(text) {
+            continue;
+        }
+        kept += 1;
+        match filter.rewrite(text) {
+            Cow::Borrowed(_) => out.write_record_nl(rec)?,
+            Cow::Owned(new) => {
+                let buf = out.buf();
+                buf.extend_from_slice(&rec[..raw.start]);
+                scan::quote_into(&new, buf);
+                buf.extend_from_slice(&rec[raw.end..]);
+                buf.push(b'\n');
+                out.record_done()?;
+            }
+        }
+    }
+    out.flush()?;
+    tracing::info!("{seen} lines in, {kept} kept, {} dropped, {bad} malformed input lines", seen - kept);
+    Ok(if bad > 0 { Status::Failed } else { Status::Ok })
+}

@@ -1,0 +1,15 @@
+//! Golden stdin/stdout files per stage: `TRYCMD=overwrite cargo test` refreshes them.
+
+#[test]
+fn cat() {
+    trycmd::TestCases::new()
+        .register_bin("s3s-cat", trycmd::cargo::cargo_bin!("s3s-cat"))
+        .case("tests/cmd/cat/*.toml");
+}
+
+#[test]
+fn filter() {
+    trycmd::TestCases::new()
+        .register_bin("s3s-filter", trycmd::cargo::cargo_bin!("s3s-filter"))
+        .case("tests/cmd/filter/*.toml");
+}
