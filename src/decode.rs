@@ -5,6 +5,7 @@
 //! through a fixed-size buffer, so memory stays flat whatever the object's size.
 
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 const BUF: usize = 256 * 1024;
 
@@ -107,7 +108,7 @@ fn sniff<R: Read>(mut r: R) -> io::Result<(Compression, Peeked<R>)> {
 ///
 /// `text` has no trailing `\n` (nor a `\r` before it) and is always valid UTF-8: invalid bytes
 /// are replaced by U+FFFD and counted. A last line without a newline is still a line.
-pub fn for_each_line<R: Read>(
+pub fn for_each_line<R: Read + Send>(
     source: R,
     mut emit: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(Compression, Stats), ReadError> {
@@ -148,46 +149,108 @@ pub fn for_each_line<R: Read>(
     Ok((compression, stats))
 }
 
-fn split_lines<R: Read>(
+/// Decompress on a second thread (`decompress`), split and hand out lines on this one, so
+/// decompression and framing overlap on two cores. Buffers circulate between the two threads
+/// (a fixed set of them: flat memory); a line split across buffers is joined in `carry`.
+fn split_lines<R: Read + Send>(
     r: &mut R,
     stats: &mut Stats,
     on_line: &mut impl FnMut(&[u8], &mut Stats) -> io::Result<()>,
 ) -> Result<(), ReadError> {
-    let mut buf = vec![0u8; BUF];
-    let mut filled = 0; // bytes in buf[..filled]; a partial line starts at 0
-    loop {
-        if filled == buf.len() {
-            // One line longer than the buffer: grow for it (it is held once, then released).
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReadError::Source(e)),
+    const BUFFERS: usize = 4;
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        empty_tx.send(vec![0u8; BUF]).expect("the receiver is alive");
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || decompress(r, empty_rx, full_tx));
+        let mut carry: Vec<u8> = Vec::new();
+        let result = loop {
+            let (buf, n) = match full_rx.recv() {
+                Ok(Ok((_, 0))) => break Ok(()),
+                Ok(Ok(full)) => full,
+                Ok(Err(e)) => break Err(ReadError::Source(e)),
+                Err(_) => break Err(ReadError::Source(io::Error::other("the decompression thread stopped"))),
+            };
+            stats.bytes_out += n as u64;
+            let data = &buf[..n];
+            let mut start = 0;
+            let mut failed = None;
+            for nl in memchr::memchr_iter(b'\n', data) {
+                let r = if carry.is_empty() {
+                    on_line(&data[start..nl], stats)
+                } else {
+                    carry.extend_from_slice(&data[start..nl]);
+                    let r = on_line(&carry, stats);
+                    carry.clear();
+                    r
+                };
+                if let Err(e) = r {
+                    failed = Some(e);
+                    break;
+                }
+                start = nl + 1;
+            }
+            if let Some(e) = failed {
+                break Err(ReadError::Sink(e));
+            }
+            carry.extend_from_slice(&data[start..]);
+            if carry.capacity() > 4 * BUF && carry.len() < BUF {
+                carry.shrink_to(BUF);
+            }
+            // The decompressor may have stopped early (an error): then it no longer takes buffers.
+            let _ = empty_tx.send(buf);
         };
-        stats.bytes_out += n as u64;
-        let scan_from = filled;
-        filled += n;
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', &buf[scan_from..filled]) {
-            let end = scan_from + nl;
-            on_line(&buf[start..end], stats).map_err(ReadError::Sink)?;
-            start = end + 1;
+        // Unblock the decompressor whatever happened, then let the scope join it.
+        drop(empty_tx);
+        drop(full_rx);
+        result?;
+        if !carry.is_empty() {
+            on_line(&carry, stats).map_err(ReadError::Sink)?;
         }
-        if start > 0 {
-            buf.copy_within(start..filled, 0);
-            filled -= start;
-        }
-        if filled < BUF && buf.len() > BUF {
-            buf.truncate(BUF);
-            buf.shrink_to_fit();
+        Ok(())
+    })
+}
+
+/// The decompression thread: fill empty buffers, send them back full; `(buf, 0)` marks the end.
+fn decompress<R: Read>(
+    r: &mut R,
+    empty: mpsc::Receiver<Vec<u8>>,
+    full: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>,
+) {
+    while let Ok(mut buf) = empty.recv() {
+        let mut n = 0;
+        let res = loop {
+            if n == buf.len() {
+                break Ok(n);
+            }
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break Ok(n),
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match res {
+            Ok(k) => {
+                let eof = k < buf.len();
+                if full.send(Ok((buf, k))).is_err() {
+                    return;
+                }
+                if eof {
+                    if k > 0 {
+                        let _ = full.send(Ok((Vec::new(), 0)));
+                    }
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = full.send(Err(e));
+                return;
+            }
         }
     }
-    if filled > 0 {
-        on_line(&buf[..filled], stats).map_err(ReadError::Sink)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! Stdin: `read_until(b'\n')` into one reused buffer, counting line numbers for error messages.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
@@ -73,10 +73,14 @@ impl Output {
     }
 }
 
-/// Records from stdin (or any reader), one line at a time, with line numbers.
+/// Records from stdin (or any reader), one line at a time, with line numbers. Lines are
+/// returned as slices of one large buffer (no copy per line).
 pub struct Input<R = Box<dyn Read>> {
-    reader: BufReader<R>,
-    line: Vec<u8>,
+    reader: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
     number: u64,
 }
 
@@ -97,32 +101,63 @@ impl Read for StdinFile {
 }
 
 impl<R: Read> Input<R> {
-    pub fn new(r: R) -> Self {
-        Input { reader: BufReader::with_capacity(IN_BUF, r), line: Vec::with_capacity(4096), number: 0 }
+    pub fn new(reader: R) -> Self {
+        Input { reader, buf: vec![0; IN_BUF], pos: 0, end: 0, eof: false, number: 0 }
     }
 
     /// True when the next read would have to wait for the producer: flush output first.
     pub fn is_dry(&self) -> bool {
-        self.reader.buffer().is_empty()
+        self.pos == self.end
     }
 
     /// The next line without its `\n` (and without a `\r` before it) and its 1-based number,
-    /// or `None` at end of input.
+    /// or `None` at end of input. A last line without a newline is still a line.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        self.line.clear();
-        let n = self.reader.read_until(b'\n', &mut self.line)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        self.number += 1;
-        let mut end = self.line.len();
-        if end > 0 && self.line[end - 1] == b'\n' {
-            end -= 1;
-            if end > 0 && self.line[end - 1] == b'\r' {
-                end -= 1;
+        let mut searched = self.pos;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+                let (start, nl) = (self.pos, searched + i);
+                self.pos = nl + 1;
+                return Ok(Some(self.take(start, nl)));
+            }
+            if self.eof {
+                if self.pos == self.end {
+                    return Ok(None);
+                }
+                let (start, end) = (self.pos, self.end);
+                self.pos = end;
+                return Ok(Some(self.take(start, end)));
+            }
+            // Make room: move the partial line to the front, grow only for a line longer than
+            // the buffer (and shrink back once it is gone).
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+                if self.buf.len() > IN_BUF && self.end < IN_BUF / 2 {
+                    self.buf.truncate(IN_BUF);
+                    self.buf.shrink_to_fit();
+                }
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            searched = self.end;
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(Some((self.number, &self.line[..end])))
+    }
+
+    fn take(&mut self, start: usize, mut end: usize) -> (u64, &[u8]) {
+        self.number += 1;
+        if end > start && self.buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        (self.number, &self.buf[start..end])
     }
 
     /// Like [`Input::next_line`], flushing `out` first when no input is waiting.

@@ -44,7 +44,18 @@ impl Raw {
 
 /// Scan the top level of `rec` and call `f(key_content, key_escaped, value)` for every member.
 /// `f` returns false to stop early (the rest of the record is then not checked).
-pub fn members(rec: &[u8], mut f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), ScanError> {
+pub fn members(rec: &[u8], f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), ScanError> {
+    members_decoding(rec, |_| false, &mut Vec::new(), f)
+}
+
+/// Like [`members`], and the string value of every key for which `decode(key)` holds is
+/// unescaped into `text` in the same pass that scans it (appended; the caller clears `text`).
+pub fn members_decoding(
+    rec: &[u8],
+    decode: impl Fn(&[u8]) -> bool,
+    text: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8], Raw) -> bool,
+) -> Result<(), ScanError> {
     let mut i = skip_ws(rec, 0);
     if rec.get(i) != Some(&b'{') {
         return Err(ScanError::NotObject);
@@ -64,7 +75,12 @@ pub fn members(rec: &[u8], mut f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), 
             return Err(ScanError::Malformed(i));
         }
         i = skip_ws(rec, i + 1);
-        let raw = skip_value(rec, i)?;
+        let raw = if rec.get(i) == Some(&b'"') && decode(key) {
+            let (end, escaped) = decode_string(rec, i, text)?;
+            Raw { start: i, end, is_string: true, escaped }
+        } else {
+            skip_value(rec, i)?
+        };
         if !f(key, raw) {
             return Ok(());
         }
@@ -91,8 +107,15 @@ pub struct Fields {
 
 /// Find `type` and `line` at the top level of `rec`, checking the whole record's structure.
 pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
+    fields_decoding_line(rec, &mut Vec::new())
+}
+
+/// Like [`fields`], and a string `line` value is unescaped into `text` (cleared first) while it
+/// is scanned: one pass over the line instead of two.
+pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
-    members(rec, |k, v| {
+    text.clear();
+    members_decoding(rec, |k| k == b"line", text, |k, v| {
         match k {
             b"type" => out.ty = Some(v),
             b"line" => out.line = Some(v),
@@ -146,6 +169,39 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
                 }
             }
         }
+    }
+}
+
+/// `b[i]` is a quote: unescape the string into `out`; returns the index after the closing
+/// quote and whether it had escapes.
+#[inline]
+fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool), ScanError> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        let Some(k) = memchr2(b'"', b'\\', &b[j..]) else {
+            return Err(ScanError::Malformed(b.len()));
+        };
+        let p = j + k;
+        out.extend_from_slice(&b[j..p]);
+        if b[p] == b'"' {
+            return Ok((p + 1, escaped));
+        }
+        escaped = true;
+        // One escape: \uXXXX (a surrogate pair takes two) or a backslash and one byte.
+        let len = match (b.get(p + 1), hex4(b, p + 2)) {
+            (None, _) => return Err(ScanError::Malformed(b.len())),
+            (Some(b'u'), Some(hi)) => {
+                if (0xD800..0xDC00).contains(&hi) && b.get(p + 6..p + 8) == Some(b"\\u") && hex4(b, p + 8).is_some() {
+                    12
+                } else {
+                    6
+                }
+            }
+            _ => 2,
+        };
+        unescape_into(&b[p..p + len], out);
+        j = p + len;
     }
 }
 
@@ -328,6 +384,22 @@ mod tests {
         assert!(fields(br#"{"type":"x"} trailing"#).is_err());
         assert!(fields(br#"{"type":nope}"#).is_err());
         assert!(fields(br#" { "type" : "x" , "b" : [ ] } "#).is_ok());
+    }
+
+    #[test]
+    fn decodes_line_while_scanning() {
+        let cases = ["plain", "tab\there", "q\"uote\\back", "\u{1}ctl é 😀", "", "\\\"", "end\\"];
+        for c in cases {
+            let rec = serde_json::json!({"type": "line", "n": 1, "line": c, "after": [1, "x"]}).to_string();
+            let mut text = vec![b'?'];
+            let f = fields_decoding_line(rec.as_bytes(), &mut text).unwrap();
+            assert_eq!(text, c.as_bytes(), "{rec}");
+            assert_eq!(f.line.unwrap().escaped, rec.contains("\\"), "{rec}");
+        }
+        let mut text = Vec::new();
+        fields_decoding_line(br#"{"type":"line","line":"\ud83d\ude00 \u00e9 \uzz \ud800x"}"#, &mut text).unwrap();
+        assert_eq!(String::from_utf8(text).unwrap(), "😀 é \\uzz \u{FFFD}x");
+        assert!(fields_decoding_line(br#"{"type":"line","line":"abc\"}"#, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -126,10 +126,10 @@ impl Cat {
         Ok(())
     }
 
-    fn open(&mut self, loc: &Location) -> Result<Box<dyn Read>, String> {
+    fn open(&mut self, loc: &Location) -> Result<Box<dyn Read + Send>, String> {
         match loc {
             Location::File(p) => std::fs::File::open(p)
-                .map(|f| Box::new(f) as Box<dyn Read>)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
                 .map_err(|e| e.to_string()),
             Location::S3 { bucket, key } => {
                 if self.rt.is_none() {

@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         if rec.is_empty() {
             continue;
         }
-        let fields = match scan::fields(rec) {
+        let fields = match scan::fields_decoding_line(rec, &mut text_buf) {
             Ok(f) => f,
             Err(e) => {
                 report_bad_line(TOOL, number, &e.to_string(), rec);
@@ -152,13 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             continue;
         };
         seen += 1;
-        let text = if raw.escaped {
-            text_buf.clear();
-            scan::unescape_into(raw.content(rec), &mut text_buf);
-            &text_buf[..]
-        } else {
-            raw.content(rec)
-        };
+        let text = &text_buf[..];
         if !filter.keeps(text) {
             continue;
         }
