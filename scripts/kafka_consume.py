@@ -20,7 +20,8 @@ Output on stdout:
 
 Exit status: 0; 1 if --expect N was given and fewer than N arrived, or (with --settle)
 more than N arrived within --settle seconds after the N-th (without --settle it stops
-at exactly N and does not look further); 2 on usage errors.
+at exactly N and does not look further); 2 on usage errors or when the brokers never
+answer. A topic that does not exist reads as empty.
 """
 
 import argparse
@@ -63,18 +64,23 @@ def as_json(msg):
 
 
 def wait_for_partitions(consumer, topic, deadline):
-    """Partition ids of the topic, waiting (until deadline) for it to exist."""
-    last_err = None
+    """Partition ids of the topic, waiting (until deadline) for it to exist; [] if it
+    never appears. Exits with status 2 if the brokers never answer."""
+    last_err, reached = None, False
     while True:
         try:
             md = consumer.list_topics(topic, timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+            reached = True
             t = md.topics.get(topic)
             if t is not None and t.error is None and t.partitions:
                 return sorted(t.partitions)
             last_err = t.error if t is not None else "topic missing from metadata"
         except KafkaException as e:
-            last_err = e
+            last_err = e.args[0].str() if e.args else e
         if time.monotonic() >= deadline:
+            if not reached:
+                print(f"kafka-consume: no answer from the brokers: {last_err}", file=sys.stderr)
+                sys.exit(2)
             print(f"kafka-consume: topic {topic!r} not available ({last_err}): read as empty",
                   file=sys.stderr)
             return []
@@ -82,7 +88,7 @@ def wait_for_partitions(consumer, topic, deadline):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Read a Kafka topic from the beginning (assign, no group).")
+    ap = argparse.ArgumentParser(prog="kafka-consume", description="Read a Kafka topic from the beginning (assign, no group).")
     ap.add_argument("--brokers", "-b", required=True, help="bootstrap servers, e.g. 127.0.0.1:49092")
     ap.add_argument("--topic", "-t", required=True)
     ap.add_argument("--expect", "-n", type=int, help="stop after this many messages")
@@ -114,7 +120,11 @@ def main():
 
     errors = []
     conf["error_cb"] = lambda err: errors.append(err)
-    consumer = Consumer(conf)
+    try:
+        consumer = Consumer(conf)
+    except KafkaException as e:
+        print(f"kafka-consume: {e.args[0].str()}", file=sys.stderr)
+        return 2
     start = time.monotonic()
     partitions = wait_for_partitions(consumer, args.topic, start + args.timeout)
     if partitions:

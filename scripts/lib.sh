@@ -13,8 +13,9 @@
 
 S3S_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 S3S_LOCAL="${S3S_LOCAL:-$S3S_ROOT/.local}"
+case "$S3S_LOCAL" in /*) ;; *) S3S_LOCAL="$PWD/$S3S_LOCAL" ;; esac  # absolute: paths get baked into wrappers
 S3S_VENV="$S3S_LOCAL/venv"
-export S3S_ROOT S3S_LOCAL
+export S3S_ROOT S3S_LOCAL S3S_VENV
 
 # Print a message to stderr and exit 1.
 die() {
