@@ -188,10 +188,19 @@ fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool),
             return Ok((p + 1, escaped));
         }
         escaped = true;
-        // One escape: \uXXXX (a surrogate pair takes two) or a backslash and one byte.
-        let len = match (b.get(p + 1), hex4(b, p + 2)) {
-            (None, _) => return Err(ScanError::Malformed(b.len())),
-            (Some(b'u'), Some(hi)) => {
+        let Some(&c) = b.get(p + 1) else {
+            return Err(ScanError::Malformed(b.len()));
+        };
+        // The common escapes (\t, \n, \", \\...) inline: CloudFront lines have one per field.
+        let simple = SIMPLE_ESCAPE[c as usize];
+        if simple != 0 {
+            out.push(simple);
+            j = p + 2;
+            continue;
+        }
+        // \uXXXX (a surrogate pair takes two), or an invalid escape kept literally.
+        let len = match (c, hex4(b, p + 2)) {
+            (b'u', Some(hi)) => {
                 if (0xD800..0xDC00).contains(&hi) && b.get(p + 6..p + 8) == Some(b"\\u") && hex4(b, p + 8).is_some() {
                     12
                 } else {
@@ -204,6 +213,20 @@ fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool),
         j = p + len;
     }
 }
+
+/// The byte a two-character escape `\c` stands for, by `c` (0: not a simple escape).
+static SIMPLE_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'/' as usize] = b'/';
+    t[b'b' as usize] = 0x08;
+    t[b'f' as usize] = 0x0c;
+    t[b'n' as usize] = b'\n';
+    t[b'r' as usize] = b'\r';
+    t[b't' as usize] = b'\t';
+    t
+};
 
 fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
     match b.get(i) {
