@@ -11,4 +11,5 @@ pub mod io;
 pub mod man;
 pub mod s3;
 pub mod scan;
+pub mod sink;
 pub mod tools;

@@ -2,12 +2,18 @@
 
 pub mod cat;
 pub mod filter;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 /// Every stage's clap command, by binary name: used by the man-page generator and its test.
 pub fn commands() -> Vec<(&'static str, clap::Command)> {
     use clap::CommandFactory;
-    vec![
+    #[allow(unused_mut)]
+    let mut commands = vec![
         ("s3s-cat", cat::Args::command()),
         ("s3s-filter", filter::Args::command()),
-    ]
+    ];
+    #[cfg(feature = "kafka")]
+    commands.push(("s3s-kafka", kafka::Args::command()));
+    commands
 }
