@@ -9,6 +9,7 @@ pub mod decode;
 pub mod envelope;
 pub mod io;
 pub mod man;
+pub mod notify;
 pub mod s3;
 pub mod scan;
 pub mod sink;

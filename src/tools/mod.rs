@@ -1,9 +1,11 @@
 //! One module per stage: each holds the stage's clap `Args` and its `run`.
 
+pub mod ack;
 pub mod cat;
 pub mod filter;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod poll;
 
 /// Every stage's clap command, by binary name: used by the man-page generator and its test.
 pub fn commands() -> Vec<(&'static str, clap::Command)> {
@@ -12,6 +14,8 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
     let mut commands = vec![
         ("s3s-cat", cat::Args::command()),
         ("s3s-filter", filter::Args::command()),
+        ("s3s-poll", poll::Args::command()),
+        ("s3s-ack", ack::Args::command()),
     ];
     #[cfg(feature = "kafka")]
     commands.push(("s3s-kafka", kafka::Args::command()));

@@ -2,10 +2,12 @@
 //!
 //! - `golden`: trycmd cases under `tests/cmd/<tool>/` (stdin, args, expected stdout/stderr/exit).
 //! - `pipes`: behaviour a golden file cannot show (closed pipes, jq in place of a stage, man pages).
-//! - `services`: against the real local servers started by `scripts/services` (S3/SQS on moto,
-//!   Kafka on tansu). They need `S3S_TEST_SERVICES=1` (set by `scripts/test`); without it they
+//! - `sqs`, `aws`: against the real local servers started by `scripts/services` (S3/SQS on moto,
+//!   Kafka on tansu). They read the endpoints from the environment (`scripts/test` sets it); without it they
 //!   fail with a message saying how to start the servers, never silently pass.
 
+mod aws;
 mod golden;
 mod pipes;
+mod sqs;
 mod support;

@@ -35,3 +35,12 @@ pub fn sh(script: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Like [`sh`], in a process group of its own (so `kill -9 0` kills just the script's group).
+pub fn sh_group(script: &str) -> (i32, String, String) {
+    sh(&format!("setsid bash -c {}; exit $?", shell_quote(script)))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,357 @@
+//! `s3s-poll`: turn S3 event notifications on an SQS queue into `object` records.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use clap::Parser;
+use regex::Regex;
+use serde_json::{json, Map, Value};
+
+use crate::cli::{Common, Status, UsageError};
+use crate::io::Output;
+use crate::notify::{self, Notice};
+use crate::s3;
+
+const TOOL: &str = "s3s-poll";
+
+/// Receive S3 event notifications from SQS and write one `object` record per announced object.
+///
+/// Understands S3 notifications sent directly, wrapped by SNS, or through EventBridge, several
+/// records in one message, URL-encoded keys, and `s3:TestEvent`. Each `object` record carries an
+/// `ack` token (queue URL, receipt handle, message id, number of objects) that `s3s-ack` uses to
+/// delete the message once all its objects were delivered. A message that announces nothing to
+/// read (a test event, a deletion, keys excluded by --key-regex) becomes a `message` record, which
+/// `s3s-ack` deletes at once.
+///
+/// A message it cannot understand is reported on stderr with its message id, counted, and left
+/// in the queue: after its visibility timeout it returns, and the queue's redrive policy moves it
+/// to a dead-letter queue.
+///
+/// Runs until SIGTERM/SIGINT (then it stops receiving, flushes, and exits 0 so the rest of the
+/// pipeline drains), sleeping --interval after an empty receive; --once stops at the first empty
+/// receive. Any number of pollers may share a queue: SQS hides a message in flight from the others.
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3s-poll",
+    version,
+    after_long_help = "EXAMPLES:
+    s3s-poll --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/cf-logs | s3s-cat | s3s-ack
+    s3s-poll --once --key-regex '\\.gz$' | s3s-cat | s3s-filter -e GET | s3s-ack
+    s3s-poll --dry-run --once | jq -c .                  # peek: nothing held, nothing deleted
+    s3s-poll --lock /run/s3s/poll.lock ...               # cron-safe: a second start exits at once
+
+ENVIRONMENT:
+    S3S_QUEUE_URL is the default for --queue-url. The standard AWS chain (AWS_PROFILE, AWS_REGION,
+    AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS...) configures the client. S3S_LOG sets the log filter.
+
+EXIT STATUS:
+    0 stopped normally (signal, --once, --max-messages, another instance holds --lock, stdout
+    closed), 1 SQS could not be used, 2 usage error."
+)]
+pub struct Args {
+    /// The SQS queue's URL.
+    #[arg(long, env = "S3S_QUEUE_URL", value_name = "URL")]
+    pub queue_url: String,
+
+    /// Long-polling wait of each receive, in seconds (0-20) [default: 20, 1 with --once].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(i32).range(0..=20))]
+    pub wait_time: Option<i32>,
+
+    /// Messages per receive (1-10).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub batch: i32,
+
+    /// Visibility timeout for received messages, in seconds [default: the queue's].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(i32).range(0..=43200))]
+    pub visibility_timeout: Option<i32>,
+
+    /// Seconds to sleep after a receive that came back empty.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub interval: f64,
+
+    /// Drain what is in the queue now: exit 0 at the first empty receive.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Stop after receiving N messages.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+
+    /// Only objects whose key matches REGEX are read; the others are acknowledged unread.
+    #[arg(long, value_name = "REGEX")]
+    pub key_regex: Option<String>,
+
+    /// Objects whose key matches REGEX are acknowledged unread.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_key_regex: Option<String>,
+
+    /// Peek: receive with visibility timeout 0 (other consumers are not held up) and mark every
+    /// record dry-run, so no stage publishes or deletes anything.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Hold an exclusive lock on FILE while running; if another process holds it, exit 0 at once
+    /// with a message (or wait for it with --lock-wait).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+
+    /// With --lock: wait for the lock instead of exiting.
+    #[arg(long, requires = "lock")]
+    pub lock_wait: bool,
+
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Counters of one run.
+#[derive(Debug, Default)]
+struct Counts {
+    messages: u64,
+    objects: u64,
+    no_object: u64,
+    excluded: u64,
+    not_understood: u64,
+    receive_errors: u64,
+}
+
+struct KeyFilter {
+    keep: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl KeyFilter {
+    fn new(args: &Args) -> Result<Self, UsageError> {
+        let compile = |flag: &str, p: &Option<String>| {
+            p.as_deref()
+                .map(|p| Regex::new(p).map_err(|e| UsageError(format!("invalid {flag}: {e}"))))
+                .transpose()
+        };
+        Ok(KeyFilter {
+            keep: compile("--key-regex", &args.key_regex)?,
+            exclude: compile("--exclude-key-regex", &args.exclude_key_regex)?,
+        })
+    }
+
+    fn wants(&self, key: &str) -> bool {
+        self.keep.as_ref().is_none_or(|r| r.is_match(key)) && !self.exclude.as_ref().is_some_and(|r| r.is_match(key))
+    }
+}
+
+/// Run `s3s-poll`.
+pub fn run(args: Args) -> anyhow::Result<Status> {
+    let filter = KeyFilter::new(&args)?;
+    if !(args.interval.is_finite() && args.interval >= 0.0) {
+        return Err(UsageError("--interval must be a number of seconds >= 0".into()).into());
+    }
+    let _lock = match &args.lock {
+        None => None,
+        Some(path) => match take_lock(path, args.lock_wait)? {
+            Some(f) => Some(f),
+            None => {
+                eprintln!("{TOOL}: another instance holds the lock {}; exiting", path.display());
+                return Ok(Status::Ok);
+            }
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(poll(args, filter))
+}
+
+/// Lock `path` exclusively: `None` when another process holds it and we do not wait.
+fn take_lock(path: &std::path::Path, wait: bool) -> anyhow::Result<Option<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    if wait {
+        f.lock().with_context(|| format!("locking {}", path.display()))?;
+        return Ok(Some(f));
+    }
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cfg = s3::sdk_config().await;
+    let sqs = s3::sqs_client(&cfg);
+    let mut out = Output::stdout();
+    let mut counts = Counts::default();
+    let wait = args.wait_time.unwrap_or(if args.once { 1 } else { 20 });
+    let visibility = if args.dry_run { Some(0) } else { args.visibility_timeout };
+    let mut backoff = Duration::from_millis(500);
+    let mut ever_received = false;
+    // Dry run receives with visibility timeout 0: the same messages come back at once. Each is
+    // shown once; a receive of only messages already shown counts as empty.
+    let mut shown: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let status = loop {
+        let batch = match args.max_messages {
+            Some(max) if counts.messages >= max => break Status::Ok,
+            Some(max) => args.batch.min((max - counts.messages).min(10) as i32),
+            None => args.batch,
+        };
+        let req = sqs
+            .receive_message()
+            .queue_url(&args.queue_url)
+            .max_number_of_messages(batch)
+            .wait_time_seconds(wait)
+            .set_visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send();
+        let resp = tokio::select! {
+            _ = term.recv() => break Status::Ok,
+            _ = int.recv() => break Status::Ok,
+            r = req => r,
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                counts.receive_errors += 1;
+                let why = s3::describe_sdk_error(&e);
+                if !ever_received || args.once {
+                    // Most likely configuration (no such queue, no credentials): fail fast.
+                    eprintln!("{TOOL}: error: receiving from {}: {why}", args.queue_url);
+                    break Status::Failed;
+                }
+                eprintln!("{TOOL}: receiving from {} failed ({why}); retrying in {:?}", args.queue_url, backoff);
+                tokio::select! {
+                    _ = term.recv() => break Status::Ok,
+                    _ = int.recv() => break Status::Ok,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        ever_received = true;
+        backoff = Duration::from_millis(500);
+        let mut messages: Vec<&aws_sdk_sqs::types::Message> = resp.messages().iter().collect();
+        if args.dry_run {
+            messages.retain(|m| shown.insert(m.message_id().unwrap_or_default().to_string()));
+        }
+        if messages.is_empty() {
+            if args.once {
+                break Status::Ok;
+            }
+            if args.interval > 0.0 {
+                tokio::select! {
+                    _ = term.recv() => break Status::Ok,
+                    _ = int.recv() => break Status::Ok,
+                    _ = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => {}
+                }
+            }
+            continue;
+        }
+        for m in messages {
+            counts.messages += 1;
+            emit(&args, &filter, m, &mut out, &mut counts)?;
+        }
+        out.flush()?;
+    };
+    out.flush()?;
+    tracing::info!(
+        "{} messages, {} objects, {} without objects, {} keys excluded, {} not understood, {} receive errors",
+        counts.messages,
+        counts.objects,
+        counts.no_object,
+        counts.excluded,
+        counts.not_understood,
+        counts.receive_errors
+    );
+    Ok(status)
+}
+
+/// Write the records for one message.
+fn emit(
+    args: &Args,
+    filter: &KeyFilter,
+    m: &aws_sdk_sqs::types::Message,
+    out: &mut Output,
+    counts: &mut Counts,
+) -> std::io::Result<()> {
+    let id = m.message_id().unwrap_or("?");
+    let Some(receipt) = m.receipt_handle() else {
+        eprintln!("{TOOL}: message {id}: no receipt handle; skipped");
+        counts.not_understood += 1;
+        return Ok(());
+    };
+    let attr = |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok());
+    let notice = match notify::parse(m.body().unwrap_or("")) {
+        Ok(n) => n,
+        Err(why) => {
+            counts.not_understood += 1;
+            eprintln!("{TOOL}: message {id}: not understood ({why}); left in the queue for its redrive policy");
+            return Ok(());
+        }
+    };
+    let (objects, reason) = match notice {
+        Notice::Nothing(reason) => (Vec::new(), reason),
+        Notice::Objects(all) => {
+            let total = all.len();
+            let kept: Vec<_> = all.into_iter().filter(|a| filter.wants(&a.key)).collect();
+            counts.excluded += (total - kept.len()) as u64;
+            (kept, format!("all {total} key(s) excluded by the key filters"))
+        }
+    };
+    let mut ack = Map::new();
+    ack.insert("queue_url".into(), args.queue_url.as_str().into());
+    ack.insert("receipt_handle".into(), receipt.into());
+    ack.insert("message_id".into(), id.into());
+    ack.insert("objects".into(), objects.len().into());
+    if let Some(n) = attr(MessageSystemAttributeName::ApproximateReceiveCount) {
+        ack.insert("receive_count".into(), n.into());
+    }
+    if let Some(t) = attr(MessageSystemAttributeName::SentTimestamp) {
+        ack.insert("sent_ms".into(), t.into());
+    }
+    let ack = Value::Object(ack);
+    if objects.is_empty() {
+        counts.no_object += 1;
+        let mut rec = json!({"type": "message", "ack": ack, "reason": reason});
+        if args.dry_run {
+            rec["dry_run"] = true.into();
+        }
+        return write_json(out, &rec);
+    }
+    for a in objects {
+        counts.objects += 1;
+        let mut rec = Map::new();
+        rec.insert("type".into(), "object".into());
+        rec.insert("bucket".into(), a.bucket.into());
+        rec.insert("key".into(), a.key.into());
+        if let Some(s) = a.size {
+            rec.insert("size".into(), s.into());
+        }
+        if let Some(e) = a.etag {
+            rec.insert("etag".into(), e.into());
+        }
+        if let Some(t) = a.event_time {
+            rec.insert("event_time".into(), t.into());
+        }
+        if let Some(n) = a.event_name {
+            rec.insert("event_name".into(), n.into());
+        }
+        rec.insert("ack".into(), ack.clone());
+        if args.dry_run {
+            rec.insert("dry_run".into(), true.into());
+        }
+        write_json(out, &Value::Object(rec))?;
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut Output, v: &Value) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out.buf(), v).map_err(std::io::Error::other)?;
+    out.buf().push(b'\n');
+    out.record_done()
+}
