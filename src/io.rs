@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
+use std::sync::mpsc;
 
 const OUT_BUF: usize = 128 * 1024;
 const IN_BUF: usize = 256 * 1024;
@@ -73,25 +74,25 @@ impl Output {
     }
 }
 
-/// Records from stdin (or any reader), one line at a time, with line numbers. Lines are
-/// returned as slices of one large buffer (no copy per line).
-pub struct Input<R = Box<dyn Read>> {
-    reader: R,
-    buf: Vec<u8>,
+/// Records from stdin (or any reader), one line at a time, with line numbers.
+///
+/// A reader thread does the `read(2)` calls and hands over chunks that end at a line boundary,
+/// so the kernel's copy overlaps with the stage's own work on the other core; lines are then
+/// returned as slices of those chunks (no copy per line). Buffers circulate back to the reader
+/// (a bounded number: flat memory, and backpressure on the producer).
+pub struct Input {
+    chunks: mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    len: usize,
     pos: usize,
-    end: usize,
+    /// A chunk (or the reader's error) taken early by `is_dry`.
+    next: Option<io::Result<(Vec<u8>, usize)>>,
     eof: bool,
     number: u64,
 }
 
-impl Input<Box<dyn Read>> {
-    /// Stdin, read through a large buffer straight from fd 0.
-    pub fn stdin() -> Self {
-        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
-        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-        Input::new(Box::new(StdinFile(file)))
-    }
-}
+const CHUNKS: usize = 8;
 
 struct StdinFile(ManuallyDrop<File>);
 impl Read for StdinFile {
@@ -100,64 +101,83 @@ impl Read for StdinFile {
     }
 }
 
-impl<R: Read> Input<R> {
-    pub fn new(reader: R) -> Self {
-        Input { reader, buf: vec![0; IN_BUF], pos: 0, end: 0, eof: false, number: 0 }
+impl Input {
+    /// Stdin, read straight from fd 0.
+    pub fn stdin() -> Self {
+        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
+        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+        Input::new(StdinFile(file))
     }
 
-    /// True when the next read would have to wait for the producer: flush output first.
-    pub fn is_dry(&self) -> bool {
-        self.pos == self.end
+    /// The lines of any reader.
+    pub fn new(reader: impl Read + Send + 'static) -> Self {
+        let (chunk_tx, chunks) = mpsc::sync_channel(CHUNKS);
+        let (spare, spare_rx) = mpsc::sync_channel(CHUNKS);
+        std::thread::Builder::new()
+            .name("input".into())
+            .spawn(move || read_chunks(reader, chunk_tx, spare_rx))
+            .expect("spawning the input reader thread");
+        Input { chunks, spare, cur: Vec::new(), len: 0, pos: 0, next: None, eof: false, number: 0 }
+    }
+
+    /// True when no input is waiting (the next read would wait for the producer): flush output
+    /// first, so records never sit in a buffer while upstream is idle.
+    pub fn is_dry(&mut self) -> bool {
+        if self.pos < self.len || self.next.is_some() || self.eof {
+            return false;
+        }
+        match self.chunks.try_recv() {
+            Ok(c) => {
+                self.next = Some(c);
+                false
+            }
+            Err(mpsc::TryRecvError::Empty) => true,
+            Err(mpsc::TryRecvError::Disconnected) => false,
+        }
     }
 
     /// The next line without its `\n` (and without a `\r` before it) and its 1-based number,
     /// or `None` at end of input. A last line without a newline is still a line.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        let mut searched = self.pos;
-        loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
-                let (start, nl) = (self.pos, searched + i);
-                self.pos = nl + 1;
-                return Ok(Some(self.take(start, nl)));
-            }
+        while self.pos >= self.len {
             if self.eof {
-                if self.pos == self.end {
-                    return Ok(None);
-                }
-                let (start, end) = (self.pos, self.end);
-                self.pos = end;
-                return Ok(Some(self.take(start, end)));
+                return Ok(None);
             }
-            // Make room: move the partial line to the front, grow only for a line longer than
-            // the buffer (and shrink back once it is gone).
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos..self.end, 0);
-                self.end -= self.pos;
-                self.pos = 0;
-                if self.buf.len() > IN_BUF && self.end < IN_BUF / 2 {
-                    self.buf.truncate(IN_BUF);
-                    self.buf.shrink_to_fit();
-                }
+            let c = match self.next.take() {
+                Some(c) => c,
+                None => match self.chunks.recv() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        self.eof = true;
+                        return Ok(None);
+                    }
+                },
+            };
+            let (buf, len) = c?;
+            let old = std::mem::replace(&mut self.cur, buf);
+            if !old.is_empty() {
+                let _ = self.spare.try_send(old);
             }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            searched = self.end;
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            self.len = len;
+            self.pos = 0;
         }
-    }
-
-    fn take(&mut self, start: usize, mut end: usize) -> (u64, &[u8]) {
-        self.number += 1;
-        if end > start && self.buf[end - 1] == b'\r' {
+        let start = self.pos;
+        let rest = &self.cur[start..self.len];
+        let mut end = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                self.pos = start + i + 1;
+                start + i
+            }
+            None => {
+                self.pos = self.len;
+                self.len
+            }
+        };
+        if end > start && self.cur[end - 1] == b'\r' {
             end -= 1;
         }
-        (self.number, &self.buf[start..end])
+        self.number += 1;
+        Ok(Some((self.number, &self.cur[start..end])))
     }
 
     /// Like [`Input::next_line`], flushing `out` first when no input is waiting.
@@ -166,6 +186,53 @@ impl<R: Read> Input<R> {
             out.flush()?;
         }
         self.next_line()
+    }
+}
+
+/// The reader thread: fill buffers, send each one cut after its last newline (the partial line
+/// moves on to the next buffer); at the end, whatever is left. Stops when the receiver is gone.
+fn read_chunks(
+    mut reader: impl Read,
+    chunks: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>,
+    spare: mpsc::Receiver<Vec<u8>>,
+) {
+    let fresh = |spare: &mpsc::Receiver<Vec<u8>>| spare.try_recv().unwrap_or_else(|_| vec![0u8; IN_BUF]);
+    let mut buf = fresh(&spare);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            // One line longer than the buffer: grow for it.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = chunks.send(Err(e));
+                return;
+            }
+        };
+        if n == 0 {
+            if filled > 0 {
+                let _ = chunks.send(Ok((buf, filled)));
+            }
+            return;
+        }
+        let scan_from = filled;
+        filled += n;
+        let Some(last) = memchr::memrchr(b'\n', &buf[scan_from..filled]) else { continue };
+        let cut = scan_from + last + 1;
+        let mut next = fresh(&spare);
+        let tail = filled - cut;
+        if next.len() < tail.max(IN_BUF) {
+            next.resize(tail.max(IN_BUF), 0);
+        }
+        next[..tail].copy_from_slice(&buf[cut..filled]);
+        if chunks.send(Ok((buf, cut))).is_err() {
+            return;
+        }
+        buf = next;
+        filled = tail;
     }
 }
 
