@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::cli::{Common, Status};
 use crate::io::{report_bad_line, Input, Output};
-use crate::{s3, scan};
+use crate::shutdown::{DrainArgs, Shutdown};
+use crate::{lease, s3, scan};
 
 const TOOL: &str = "s3s-ack";
 
@@ -24,6 +25,8 @@ const TOOL: &str = "s3s-ack";
 /// would have been deleted. A failed delete (e.g. an expired receipt handle: the message was
 /// redelivered meanwhile) is reported and counted, not fatal. When stdin ends, messages still
 /// waiting for `end` records are reported and left for redelivery. A summary goes to stderr.
+/// SIGTERM/SIGINT: it goes on until its input ends (upstream stops), for at most
+/// --drain-timeout, deleting what completes, then exits 0.
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-ack",
@@ -51,6 +54,9 @@ pub struct Args {
     pub dry_run: bool,
 
     #[command(flatten)]
+    pub drain: DrainArgs,
+
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -60,6 +66,8 @@ struct Waiting {
     queue_url: String,
     objects: u64,
     ended: u64,
+    /// Keeps the message invisible while it waits for the `end` of its other objects.
+    _lease: Option<lease::Lease>,
 }
 
 #[derive(Default)]
@@ -83,7 +91,11 @@ struct Acker {
 
 /// Run `s3s-ack`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // A signal changes nothing but the bound: the input ends when upstream stops, and what is
+    // complete by then is deleted.
+    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
+    // One background worker: it runs the visibility leases while the main thread reads stdin.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut acker = Acker {
         dry_run: args.dry_run,
         rt,
@@ -161,10 +173,19 @@ impl Acker {
         let objects = ack.get("objects").and_then(Value::as_u64).ok_or("ack token without an objects count")?;
         let message_id = text("message_id").unwrap_or_else(|| "?".into());
         let dry = self.dry_run || v.get("dry_run").and_then(Value::as_bool) == Some(true);
-        let w = self
-            .waiting
-            .entry(receipt.clone())
-            .or_insert(Waiting { message_id, queue_url, objects, ended: 0 });
+        if !self.waiting.contains_key(&receipt) {
+            let waits = objects > u64::from(is_end);
+            let lease = match lease::Token::from_ack(ack) {
+                Some(t) if waits && !dry => {
+                    let sqs = self.sqs().clone();
+                    Some(lease::Lease::hold(self.rt.handle(), sqs, t))
+                }
+                _ => None,
+            };
+            self.waiting
+                .insert(receipt.clone(), Waiting { message_id, queue_url, objects, ended: 0, _lease: lease });
+        }
+        let w = self.waiting.get_mut(&receipt).expect("inserted above");
         if is_end {
             w.ended += 1;
         }
@@ -185,15 +206,16 @@ impl Acker {
         Ok(())
     }
 
+    fn sqs(&mut self) -> &aws_sdk_sqs::Client {
+        self.sqs.get_or_insert_with(|| self.rt.block_on(async { s3::sqs_client(&s3::sdk_config().await) }))
+    }
+
     /// Delete every message that is ready, 10 per request.
     fn delete_ready(&mut self) {
         if self.ready.is_empty() {
             return;
         }
-        let sqs = self
-            .sqs
-            .get_or_insert_with(|| self.rt.block_on(async { s3::sqs_client(&s3::sdk_config().await) }))
-            .clone();
+        let sqs = self.sqs().clone();
         for (queue_url, msgs) in self.ready.drain() {
             for chunk in msgs.chunks(10) {
                 let entries: Vec<_> = chunk

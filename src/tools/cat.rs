@@ -9,7 +9,8 @@ use crate::cli::{Common, Status};
 use crate::decode::{self, ReadError};
 use crate::envelope::{Location, ObjectRecord, OBJECT};
 use crate::io::{report_bad_line, Input, Output};
-use crate::{s3, scan};
+use crate::shutdown::{DrainArgs, Shutdown};
+use crate::{lease, s3, scan};
 
 const TOOL: &str = "s3s-cat";
 
@@ -26,6 +27,9 @@ const TOOL: &str = "s3s-cat";
 /// A source that cannot be read (missing, access denied, corrupt compressed data) gets one error
 /// line on stderr naming it and the cause, and no `end` record; the rest goes on, and the exit
 /// status is 1.
+///
+/// SIGTERM/SIGINT: the object being read is finished (for at most --drain-timeout), no new one
+/// is started, exit 0.
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-cat",
@@ -51,6 +55,9 @@ pub struct Args {
     pub sources: Vec<String>,
 
     #[command(flatten)]
+    pub drain: DrainArgs,
+
+    #[command(flatten)]
     pub common: Common,
 }
 
@@ -58,14 +65,20 @@ struct Cat {
     out: Output,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<aws_sdk_s3::Client>,
+    sqs: Option<aws_sdk_sqs::Client>,
     failed: u64,
+    shutdown: Shutdown,
 }
 
 /// Run `s3s-cat`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
-    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, failed: 0 };
+    let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
+    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
+        if cat.shutdown.requested() {
+            break;
+        }
         if src == "-" {
             cat.stdin()?;
         } else {
@@ -87,6 +100,11 @@ impl Cat {
         let mut input = Input::stdin();
         let mut scratch = Vec::new();
         while let Some((number, line)) = input.next_line_flushing(&mut self.out).context("reading stdin")? {
+            if self.shutdown.requested() {
+                // Take no new work: the records not read yet come back through SQS.
+                tracing::info!("stopping at stdin line {number}");
+                break;
+            }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -140,6 +158,7 @@ impl Cat {
                         .map_err(|e| format!("starting the runtime: {e}"))?;
                     let cfg = rt.block_on(s3::sdk_config());
                     self.client = Some(s3::s3_client(&cfg));
+                    self.sqs = Some(s3::sqs_client(&cfg));
                     self.rt = Some(rt);
                 }
                 let rt = self.rt.as_ref().expect("set above").handle();
@@ -160,6 +179,14 @@ impl Cat {
                 return Ok(());
             }
         };
+        // Keep the message invisible while this object streams (it may take longer than the
+        // queue's visibility timeout); the end record carries the latest deadline on.
+        let lease = match (&self.rt, &self.sqs, obj.extra.get("ack")) {
+            (Some(rt), Some(sqs), Some(ack)) if !obj.dry_run() => {
+                lease::Token::from_ack(ack).map(|t| lease::Lease::hold(rt.handle(), sqs.clone(), t))
+            }
+            _ => None,
+        };
         let lw = obj.line_writer();
         let out = &mut self.out;
         let mut n = 0u64;
@@ -177,6 +204,16 @@ impl Cat {
                         stats.invalid_utf8
                     );
                 }
+                let renewed;
+                let obj = match lease {
+                    Some(l) => {
+                        let mut o = obj.clone();
+                        lease::pass_on(&mut o.extra, l.release());
+                        renewed = o;
+                        &renewed
+                    }
+                    None => obj,
+                };
                 let end = obj.end_line(&[
                     ("lines", stats.lines),
                     ("bytes", stats.bytes_in),

@@ -8,6 +8,7 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use crate::cli::{Common, Status, UsageError};
 use crate::io::{report_bad_line, Input, Output};
+use crate::shutdown::{DrainArgs, Shutdown};
 use crate::scan;
 
 const TOOL: &str = "s3s-filter";
@@ -22,7 +23,8 @@ const TOOL: &str = "s3s-filter";
 /// Regular expressions are those of the Rust `regex` crate: linear time, no backreferences, no
 /// catastrophic backtracking. The text matched is the line itself (JSON escapes decoded: a tab is
 /// `\t` in the regex). A malformed input line is reported on stderr with its number and skipped;
-/// the exit status is then 1.
+/// the exit status is then 1. SIGTERM/SIGINT: it goes on until its input ends (upstream stops),
+/// for at most --drain-timeout, then exits 0.
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-filter",
@@ -58,6 +60,9 @@ pub struct Args {
     /// Repeatable; applied in order.
     #[arg(long, num_args = 2, value_names = ["REGEX", "REPLACEMENT"])]
     pub replace: Vec<String>,
+
+    #[command(flatten)]
+    pub drain: DrainArgs,
 
     #[command(flatten)]
     pub common: Common,
@@ -125,6 +130,8 @@ impl Filter {
 /// Run `s3s-filter`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     let filter = Filter::new(&args)?;
+    // A signal changes nothing but the bound: the input ends when upstream stops.
+    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     let mut out = Output::stdout();
     let mut input = Input::stdin();
     let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);

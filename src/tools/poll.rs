@@ -101,6 +101,17 @@ pub struct Args {
     #[arg(long, requires = "lock")]
     pub lock_wait: bool,
 
+    /// A message received more than N times (it keeps failing somewhere: an empty or broken
+    /// object, a poison body) is written to --dead-letter FILE with its reason and deleted, so a
+    /// queue without a redrive policy does not loop on it forever. Without --dead-letter it is
+    /// only reported and left for the queue's redrive policy.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_receives: Option<u64>,
+
+    /// Where --max-receives writes the messages it gives up on (NDJSON, appended).
+    #[arg(long, value_name = "FILE", requires = "max_receives")]
+    pub dead_letter: Option<PathBuf>,
+
     #[command(flatten)]
     pub common: Common,
 }
@@ -114,6 +125,7 @@ struct Counts {
     excluded: u64,
     not_understood: u64,
     receive_errors: u64,
+    dead_lettered: u64,
 }
 
 struct KeyFilter {
@@ -188,6 +200,22 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
     let mut counts = Counts::default();
     let wait = args.wait_time.unwrap_or(if args.once { 1 } else { 20 });
     let visibility = if args.dry_run { Some(0) } else { args.visibility_timeout };
+    // The timeout the messages get, so that the stages holding them can extend it in time
+    // (the ack token carries it and the deadline).
+    let effective_visibility = match visibility {
+        Some(v) => Some(v),
+        None => queue_visibility(&sqs, &args.queue_url).await,
+    };
+    let mut dead_letter = match &args.dead_letter {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening the dead-letter file {}", p.display()))?,
+        ),
+        None => None,
+    };
     let mut backoff = Duration::from_millis(500);
     let mut ever_received = false;
     // Dry run receives with visibility timeout 0: the same messages come back at once. Each is
@@ -252,30 +280,105 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             }
             continue;
         }
+        let received_ms = now_ms();
         for m in messages {
             counts.messages += 1;
-            emit(&args, &filter, m, &mut out, &mut counts)?;
+            if let (Some(max), Some(n)) = (args.max_receives, receive_count(m)) {
+                if n > max {
+                    give_up(&args, &sqs, m, n, max, dead_letter.as_mut(), &mut counts).await;
+                    continue;
+                }
+            }
+            let lease = effective_visibility.map(|v| (v, received_ms + v as u64 * 1000));
+            emit(&args, &filter, m, lease, &mut out, &mut counts)?;
         }
         out.flush()?;
     };
     out.flush()?;
     tracing::info!(
-        "{} messages, {} objects, {} without objects, {} keys excluded, {} not understood, {} receive errors",
+        "{} messages, {} objects, {} without objects, {} keys excluded, {} not understood, {} dead-lettered, {} receive errors",
         counts.messages,
         counts.objects,
         counts.no_object,
         counts.excluded,
         counts.not_understood,
+        counts.dead_lettered,
         counts.receive_errors
     );
     Ok(status)
 }
 
-/// Write the records for one message.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn receive_count(m: &aws_sdk_sqs::types::Message) -> Option<u64> {
+    m.attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The queue's own visibility timeout, when --visibility-timeout does not set one.
+async fn queue_visibility(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<i32> {
+    let resp = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .ok()?;
+    resp.attributes()?.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)?.parse().ok()
+}
+
+/// --max-receives: write the message to the dead-letter file (if any), then delete it.
+async fn give_up(
+    args: &Args,
+    sqs: &aws_sdk_sqs::Client,
+    m: &aws_sdk_sqs::types::Message,
+    n: u64,
+    max: u64,
+    file: Option<&mut std::fs::File>,
+    counts: &mut Counts,
+) {
+    use std::io::Write;
+    let id = m.message_id().unwrap_or("?");
+    let reason = format!("received {n} times, more than --max-receives {max}");
+    let Some(file) = file else {
+        eprintln!("{TOOL}: message {id}: {reason}; left for the queue's redrive policy (no --dead-letter)");
+        return;
+    };
+    if args.dry_run {
+        eprintln!("{TOOL}: dry run: message {id}: {reason}; would be dead-lettered");
+        return;
+    }
+    let mut rec = serde_json::to_vec(&json!({
+        "type": "dead_letter", "queue_url": args.queue_url, "message_id": id, "receive_count": n,
+        "reason": reason, "time_ms": now_ms(), "body": m.body().unwrap_or(""),
+    }))
+    .expect("a JSON value serializes");
+    rec.push(b'\n');
+    // One write per record on an O_APPEND file: whole lines even with several pollers.
+    if let Err(e) = file.write_all(&rec).and_then(|()| file.sync_data()) {
+        eprintln!("{TOOL}: message {id}: writing the dead-letter file failed ({e}); left in the queue");
+        return;
+    }
+    let receipt = m.receipt_handle().unwrap_or_default();
+    match sqs.delete_message().queue_url(&args.queue_url).receipt_handle(receipt).send().await {
+        Ok(_) => {
+            counts.dead_lettered += 1;
+            eprintln!("{TOOL}: message {id}: {reason}; written to the dead-letter file and deleted");
+        }
+        Err(e) => eprintln!("{TOOL}: message {id}: dead-lettered but deleting it failed: {}", s3::describe_sdk_error(&e)),
+    }
+}
+
+/// Write the records for one message. `lease`: the visibility timeout (seconds) and the time
+/// (ms since the epoch) it runs out, carried in the ack token for the stages that hold it.
 fn emit(
     args: &Args,
     filter: &KeyFilter,
     m: &aws_sdk_sqs::types::Message,
+    lease: Option<(i32, u64)>,
     out: &mut Output,
     counts: &mut Counts,
 ) -> std::io::Result<()> {
@@ -313,6 +416,10 @@ fn emit(
     }
     if let Some(t) = attr(MessageSystemAttributeName::SentTimestamp) {
         ack.insert("sent_ms".into(), t.into());
+    }
+    if let Some((timeout, deadline)) = lease.filter(|_| !args.dry_run) {
+        ack.insert("visibility_timeout".into(), timeout.into());
+        ack.insert("deadline_ms".into(), deadline.into());
     }
     let ack = Value::Object(ack);
     if objects.is_empty() {

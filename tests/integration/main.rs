@@ -8,6 +8,7 @@
 
 mod aws;
 mod golden;
+mod ops;
 mod pipes;
 mod sqs;
 mod support;
