@@ -16,3 +16,4 @@ pub mod scan;
 pub mod shutdown;
 pub mod sink;
 pub mod tools;
+pub mod transport;

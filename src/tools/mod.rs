@@ -3,9 +3,11 @@
 pub mod ack;
 pub mod cat;
 pub mod filter;
+pub mod gelf;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod poll;
+pub mod syslog;
 
 /// Every stage's clap command, by binary name: used by the man-page generator and its test.
 pub fn commands() -> Vec<(&'static str, clap::Command)> {
@@ -16,6 +18,8 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
         ("s3s-filter", filter::Args::command()),
         ("s3s-poll", poll::Args::command()),
         ("s3s-ack", ack::Args::command()),
+        ("s3s-syslog", syslog::Args::command()),
+        ("s3s-gelf", gelf::Args::command()),
     ];
     #[cfg(feature = "kafka")]
     commands.push(("s3s-kafka", kafka::Args::command()));
