@@ -122,3 +122,57 @@ fn sigterm_to_the_whole_group_loses_nothing_and_deletes_only_what_was_delivered(
 fn unsafe_kill_group(pgid: i32) -> i32 {
     Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status().map(|s| s.code().unwrap_or(-1)).unwrap_or(-1)
 }
+
+#[test]
+fn an_object_that_outlasts_the_visibility_timeout_is_delivered_once() {
+    let f = Fixture::new("long", false);
+    let text = lines("long", 6000);
+    f.put("long.gz", gzip(&text));
+    f.send(&f.s3_event("long.gz"));
+    let out = std::env::temp_dir().join(format!("s3s-long-{}.ndjson", std::process::id()));
+    let rival = std::env::temp_dir().join(format!("s3s-long-rival-{}.ndjson", std::process::id()));
+    // A slow sink (about 1 ms a line: 6 s, 3x the 2 s visibility timeout), and a rival consumer
+    // polling the same queue all along: it would get the message if it became visible again.
+    let (code, _, err) = crate::support::sh(&format!(
+        "timeout 12 s3s-poll --queue-url {q} --wait-time 1 > {rival} & \
+         s3s-poll --queue-url {q} --once --visibility-timeout 2 | s3s-cat \
+           | perl -pe 'select(undef,undef,undef,0.001)' | tee {out} | s3s-ack; \
+         rc=$?; wait; exit $rc",
+        q = f.queue_url,
+        out = out.display(),
+        rival = rival.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let got = std::fs::read_to_string(&out).unwrap();
+    let n_lines = got.lines().filter(|l| l.contains(r#""type":"line""#)).count();
+    assert_eq!(n_lines, 6000, "every line exactly once");
+    assert!(err.contains("s3s-ack: 1 messages deleted, 0 failed"), "{err}");
+    let rival_got = std::fs::read_to_string(&rival).unwrap();
+    assert_eq!(rival_got, "", "the message was redelivered to another consumer while in progress");
+    assert_eq!(f.total(), 0);
+}
+
+#[test]
+fn max_receives_dead_letters_a_message_that_keeps_coming_back() {
+    let f = Fixture::new("maxrecv", false);
+    f.send("a poison body that no consumer understands");
+    let dl = std::env::temp_dir().join(format!("s3s-dead-{}.ndjson", std::process::id()));
+    let poll = format!(
+        "s3s-poll --queue-url {} --once --visibility-timeout 1 --max-receives 2 --dead-letter {} | s3s-cat | s3s-ack",
+        f.queue_url,
+        dl.display()
+    );
+    let mut all_err = String::new();
+    for _ in 0..3 {
+        let (code, _, err) = crate::support::sh(&poll);
+        assert_eq!(code, 0, "{err}");
+        all_err.push_str(&err);
+        std::thread::sleep(Duration::from_millis(1300));
+    }
+    assert_eq!(all_err.matches("not understood").count(), 2, "{all_err}");
+    assert!(all_err.contains("received 3 times, more than --max-receives 2; written to the dead-letter file and deleted"), "{all_err}");
+    let rec: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&dl).unwrap().trim()).unwrap();
+    assert_eq!(rec["body"], "a poison body that no consumer understands");
+    assert_eq!(rec["receive_count"], 3);
+    assert_eq!(f.total(), 0);
+}
