@@ -259,7 +259,7 @@ pub struct Driver<'a> {
 
 enum Event {
     /// The stdin thread stopped: end of input, a read error or a fatal publisher error.
-    InputDone(anyhow::Result<u64>),
+    InputDone(anyhow::Result<()>),
     Signal(&'static str),
     /// Writing stdout failed (a closed pipe, usually).
     Stdout(std::io::Error),
@@ -314,6 +314,8 @@ struct Shared {
     window: u64,
     wm: AtomicU64,
     published: AtomicU64,
+    /// Malformed input lines so far.
+    bad: AtomicU64,
     stop: AtomicBool,
     events: mpsc::Sender<Event>,
 }
@@ -690,9 +692,8 @@ impl Objects {
     }
 }
 
-/// The stdin thread: read, scan, publish lines, queue the rest. Returns the number of
-/// malformed input lines.
-fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>, all_dry: bool) -> anyhow::Result<u64> {
+/// The stdin thread: read, scan, publish lines, queue the rest.
+fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>, all_dry: bool) -> anyhow::Result<()> {
     let tool = sh.tool;
     let mut input = Input::stdin();
     let mut text = Vec::with_capacity(4096);
@@ -700,7 +701,9 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
     let mut dry: Vec<u8> = Vec::new();
     let mut objects = Objects::new();
     let mut published = 0u64;
-    let mut bad = 0u64;
+    let bad = || {
+        sh.bad.fetch_add(1, Ordering::Relaxed);
+    };
     let field = field.as_deref();
     let write_dry = |dry: &mut Vec<u8>| {
         if !dry.is_empty() {
@@ -726,16 +729,18 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
         let s = match scan_record(rec, field, &mut text) {
             Ok(s) => s,
             Err(e) => {
+                write_dry(&mut dry);
                 report_bad_line(tool, number, &e.to_string(), rec);
-                bad += 1;
+                bad();
                 continue;
             }
         };
         match kind(rec, s.ty.expect("scan_record checks type"), &mut ty_scratch) {
             Kind::Line => {
                 if !s.line.is_some_and(|l| l.is_string) {
+                    write_dry(&mut dry);
                     report_bad_line(tool, number, "line record without a string \"line\"", rec);
-                    bad += 1;
+                    bad();
                     continue;
                 }
                 let value = |r: Option<Raw>| r.map(|raw| Value { rec, raw });
@@ -782,7 +787,7 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
         }
     }
     write_dry(&mut dry);
-    Ok(bad)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -862,6 +867,7 @@ where
         window,
         wm: AtomicU64::new(0),
         published: AtomicU64::new(0),
+        bad: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         events: events.clone(),
     });
@@ -894,10 +900,11 @@ where
                 break None;
             }
             Ok(Event::Stdout(e)) => return stdout_failed(&shared, &*control, e),
-            Err(mpsc::RecvTimeoutError::Timeout) if reader.is_finished() => {
-                // The stdin thread ended without saying why (a panic): its report is lost.
-                break Some(Err(anyhow::anyhow!("the stdin thread died")));
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) if reader.is_finished() => match rx.try_recv() {
+                Ok(Event::InputDone(r)) => break Some(r),
+                // The stdin thread ended without saying why (a panic).
+                _ => break Some(Err(anyhow::anyhow!("the stdin thread died"))),
+            },
             Err(mpsc::RecvTimeoutError::Timeout) => shared.flush_stdout(),
             Err(mpsc::RecvTimeoutError::Disconnected) => break None,
         }
@@ -976,12 +983,12 @@ where
         "{} lines published, {forwarded} records forwarded, {failed_lines} failed, {withheld} withheld",
         shared.published.load(Ordering::Relaxed)
     );
-    let bad = match input_result {
-        Some(Ok(bad)) => bad,
+    match input_result {
         Some(Err(e)) if crate::cli::is_broken_pipe(&e) => return Ok(Status::Ok),
         Some(Err(e)) => return Err(e),
-        None => 0,
-    };
+        _ => {}
+    }
+    let bad = shared.bad.load(Ordering::Relaxed);
     let clean = bad == 0 && failed_lines == 0 && withheld == 0 && unconfirmed == 0 && waiting == 0;
     Ok(if clean { Status::Ok } else { Status::Failed })
 }

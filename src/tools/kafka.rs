@@ -281,16 +281,24 @@ struct Context {
     reporter: Reporter,
     /// `-X debug=...` was given: show librdkafka's debug lines without -vv.
     debug: bool,
+    /// Error events shown lately, and when: a broker that stays down repeats the same few.
+    seen_errors: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// An error event repeated within this interval is logged at debug level only.
+const ERROR_REPEAT: Duration = Duration::from_secs(30);
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
                 tracing::error!("librdkafka: {fac}: {msg}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!("librdkafka: {fac}: {msg}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!("librdkafka: {fac}: {msg}"),
+            // Error lines repeat what the error events say (shown by `error` below).
+            RDKafkaLogLevel::Error | RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!("librdkafka: {fac}: {msg}")
+            }
             RDKafkaLogLevel::Debug if self.debug => tracing::warn!("librdkafka: {fac}: {msg}"),
             RDKafkaLogLevel::Debug => tracing::debug!("librdkafka: {fac}: {msg}"),
         }
@@ -299,8 +307,22 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             tracing::error!("librdkafka: fatal: {reason}");
-        } else {
-            tracing::warn!("librdkafka: {reason}");
+            return;
+        }
+        // "1/1 brokers are down" and "Connect to ... failed (after 0ms ...)" come again and
+        // again while a broker is away: show each once per interval.
+        let key = reason.split(" (").next().unwrap_or(reason);
+        let now = std::time::Instant::now();
+        let mut seen = self.seen_errors.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 64 {
+            seen.clear();
+        }
+        match seen.get(key) {
+            Some(at) if now.duration_since(*at) < ERROR_REPEAT => tracing::debug!("librdkafka: {reason}"),
+            _ => {
+                seen.insert(key.to_string(), now);
+                tracing::warn!("librdkafka: {reason}");
+            }
         }
     }
 }
@@ -313,7 +335,10 @@ impl ProducerContext for Context {
         let ticket = Ticket::from_raw(opaque as u64);
         match result {
             Ok(_) => self.reporter.delivered(ticket),
-            Err((e, _)) => self.reporter.failed(ticket, e),
+            Err((e, _)) => match e.rdkafka_error_code() {
+                Some(code) => self.reporter.failed(ticket, &code),
+                None => self.reporter.failed(ticket, e),
+            },
         }
     }
 }
@@ -592,7 +617,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             let publisher = KafkaPublisher { shape, native: None, producer: None, headers: Vec::new(), scratch: Vec::new() };
             return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
         }
-        let context = Context { reporter, debug: config.get("debug").is_some() };
+        let context = Context { reporter, debug: config.get("debug").is_some(), seen_errors: Default::default() };
         let producer: Kafka = config
             .create_with_context(context)
             .map_err(config_error)?;

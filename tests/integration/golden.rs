@@ -13,3 +13,12 @@ fn filter() {
         .register_bin("s3s-filter", trycmd::cargo::cargo_bin!("s3s-filter"))
         .case("tests/cmd/filter/*.toml");
 }
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka() {
+    // Dry runs, malformed input and configuration errors: none of them needs a broker.
+    trycmd::TestCases::new()
+        .register_bin("s3s-kafka", trycmd::cargo::cargo_bin!("s3s-kafka"))
+        .case("tests/cmd/kafka/*.toml");
+}
