@@ -281,3 +281,41 @@ fn missing_queue_is_a_clear_error() {
     assert_eq!(out.trim(), "rc=1");
     assert!(err.contains("s3s-poll: error: receiving from http://127.0.0.1:45000/123456789012/no-such-queue"), "{err}");
 }
+
+#[test]
+fn s3s_cat_reads_s3_urls_and_reports_failed_objects_by_name() {
+    let f = Fixture::new("cat", false);
+    let ok = lines("ok", 50);
+    f.put("ok.gz", gzip(&ok));
+    let mut corrupt = gzip(&lines("bad", 500));
+    corrupt.truncate(corrupt.len() / 2);
+    f.put("dir/corrupt.gz", corrupt);
+    // Stored with Content-Encoding: gzip, as many log shippers upload: the bytes decide.
+    f.rt.block_on(async {
+        f.s3.put_object()
+            .bucket(&f.bucket)
+            .key("encoded.log")
+            .content_encoding("gzip")
+            .body(gzip(&lines("enc", 3)).into())
+            .send()
+            .await
+            .unwrap();
+    });
+    let b = &f.bucket;
+    let (code, out, err) = sh(&format!(
+        "s3s-cat s3://{b}/missing.gz s3://{b}/dir/corrupt.gz s3://{b}/ok.gz s3://{b}/encoded.log s3://no-such-bucket-{b}/x; echo rc=$?"
+    ));
+    assert_eq!(code, 0);
+    assert!(out.ends_with("rc=1\n"), "{out}");
+    assert!(err.contains(&format!("s3s-cat: error: s3://{b}/missing.gz: NoSuchKey")), "{err}");
+    assert!(err.contains(&format!("s3s-cat: error: s3://{b}/dir/corrupt.gz: ")), "{err}");
+    assert!(err.contains(&format!("s3s-cat: error: s3://no-such-bucket-{b}/x: NoSuchBucket")), "{err}");
+    let records: Vec<serde_json::Value> =
+        out.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ends: Vec<&str> = records.iter().filter(|r| r["type"] == "end").map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(ends, ["ok.gz", "encoded.log"], "no end record for a failed object");
+    let ok_lines: Vec<&str> =
+        records.iter().filter(|r| r["type"] == "line" && r["key"] == "ok.gz").map(|r| r["line"].as_str().unwrap()).collect();
+    assert_eq!(ok_lines, ok.lines().collect::<Vec<_>>());
+    assert_eq!(records.iter().filter(|r| r["key"] == "encoded.log" && r["type"] == "line").count(), 3);
+}
