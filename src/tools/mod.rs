@@ -2,6 +2,7 @@
 
 pub mod ack;
 pub mod cat;
+pub mod es;
 pub mod filter;
 pub mod gelf;
 #[cfg(feature = "kafka")]
@@ -18,6 +19,7 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
         ("s3s-filter", filter::Args::command()),
         ("s3s-poll", poll::Args::command()),
         ("s3s-ack", ack::Args::command()),
+        ("s3s-es", es::Args::command()),
         ("s3s-syslog", syslog::Args::command()),
         ("s3s-gelf", gelf::Args::command()),
     ];

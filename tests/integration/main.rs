@@ -8,6 +8,7 @@
 //!   fail with a message saying how to start the servers, never silently pass.
 
 mod aws;
+mod es;
 mod golden;
 #[cfg(feature = "kafka")]
 mod kafka;
