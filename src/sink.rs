@@ -236,6 +236,41 @@ impl Reporter {
     pub fn failed(&self, ticket: Ticket, why: &dyn fmt::Display) {
         self.0.complete(ticket, Some(why));
     }
+
+    /// Report many outcomes under one lock, for publishers whose reports come in batches
+    /// (librdkafka hands over thousands per event). Records they release are forwarded when
+    /// the batch is dropped.
+    pub fn batch(&self) -> ReportBatch<'_> {
+        ReportBatch { sh: &self.0, st: self.0.lock(), advance: false }
+    }
+}
+
+/// Outcomes reported together (see [`Reporter::batch`]).
+pub struct ReportBatch<'a> {
+    sh: &'a Shared,
+    st: MutexGuard<'a, State>,
+    advance: bool,
+}
+
+impl ReportBatch<'_> {
+    /// The line with this ticket is delivered.
+    #[inline]
+    pub fn delivered(&mut self, ticket: Ticket) {
+        self.advance |= Shared::mark(&mut self.st, ticket, None);
+    }
+
+    /// The line with this ticket failed for good.
+    pub fn failed(&mut self, ticket: Ticket, why: &dyn fmt::Display) {
+        self.advance |= Shared::mark(&mut self.st, ticket, Some(why));
+    }
+}
+
+impl Drop for ReportBatch<'_> {
+    fn drop(&mut self) {
+        if self.advance {
+            self.sh.advance(&mut self.st);
+        }
+    }
 }
 
 impl fmt::Debug for Reporter {
@@ -328,6 +363,14 @@ impl Shared {
 
     fn complete(&self, ticket: Ticket, error: Option<&dyn fmt::Display>) {
         let mut st = self.lock();
+        if Self::mark(&mut st, ticket, error) {
+            self.advance(&mut st);
+        }
+    }
+
+    /// Record one line's outcome; true when the watermark can move (it was the oldest).
+    #[inline]
+    fn mark(st: &mut State, ticket: Ticket, error: Option<&dyn fmt::Display>) -> bool {
         let seq = ticket.seq();
         if let Some(why) = error {
             st.failed_lines += 1;
@@ -344,9 +387,7 @@ impl Shared {
         }
         let i = (seq & st.mask) as usize;
         st.done[i] = true;
-        if seq == st.wm {
-            self.advance(&mut st);
-        }
+        seq == st.wm
     }
 
     /// Move the watermark over finished lines, forward what it releases, wake waiters.
@@ -569,6 +610,13 @@ struct Objects {
 
 const CLEANUP_MIN: usize = 10_000;
 
+/// Byte equality for short slices without a call to `memcmp` (which costs more than the
+/// comparison itself here: three per line).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn raw_bytes<'a>(rec: &'a [u8], r: Option<Raw>) -> &'a [u8] {
     r.map_or(&[][..], |r| &rec[r.start..r.end])
 }
@@ -618,7 +666,7 @@ impl Objects {
     fn slot_for_line(&mut self, sh: &Shared, rec: &[u8], s: &Scanned, seq: u64) -> u32 {
         let (b, k, f) = (raw_bytes(rec, s.bucket), raw_bytes(rec, s.key), raw_bytes(rec, s.file));
         let slot = match self.cur {
-            Some(slot) if self.cur_bucket == b && self.cur_key == k && self.cur_file == f => slot,
+            Some(slot) if same(&self.cur_bucket, b) && same(&self.cur_key, k) && same(&self.cur_file, f) => slot,
             _ => self.switch(sh, rec, s, b, k, f),
         };
         if slot != NO_SLOT {
