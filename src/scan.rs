@@ -426,6 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn escape_agrees_with_serde_json_on_every_byte_position() {
+        // Each special byte at every offset of a 20-byte window, among ASCII and UTF-8 text.
+        for special in [0u8, 1, 8, 9, 10, 13, 0x1f, b'"', b'\\', b' ', 0x7f] {
+            for (pos, base) in (0..20).flat_map(|p| [(p, "abcdefghijklmnopqrst"), (p, "éééééééééé")]) {
+                let mut v = base.as_bytes().to_vec();
+                v[pos] = special;
+                let Ok(text) = std::str::from_utf8(&v) else { continue };
+                let mut mine = Vec::new();
+                quote_into(text.as_bytes(), &mut mine);
+                let back: String = serde_json::from_slice(&mine).unwrap();
+                assert_eq!(back, text);
+            }
+        }
+    }
+
+    #[test]
     fn escape_round_trips() {
         let s = "tab\there \"q\" back\\slash \u{1} é 😀\n";
         let mut e = Vec::new();
