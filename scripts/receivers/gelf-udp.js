@@ -12,7 +12,11 @@ server.on('error', (e) => {
   process.stderr.write('gelf-udp: ' + e + '\n')
 })
 server.listen(Number(port), '127.0.0.1')
-server._udp.on('listening', () => process.stdout.write('listening\n'))
+server._udp.on('listening', () => {
+  // A larger receive buffer than the default: a chunked message is lost with any one chunk.
+  try { server._udp.setRecvBufferSize(16 * 1024 * 1024) } catch (e) {}
+  process.stdout.write('listening\n')
+})
 process.on('SIGTERM', () => {
   server.close()
   fs.closeSync(fd)

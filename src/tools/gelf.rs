@@ -205,7 +205,8 @@ impl Format {
             (None, false) | (Some(Compress::None), _) => Compress::None,
             (Some(c), true) => c,
             (Some(c), false) => {
-                return Err(UsageError(format!("--compress {c:?}: GELF over TCP/TLS is uncompressed JSON (use --compress none or udp://)").to_lowercase()));
+                let name = if c == Compress::Gzip { "gzip" } else { "zlib" };
+                return Err(UsageError(format!("--compress {name}: GELF over TCP/TLS is uncompressed JSON (use --compress none, or udp://)")));
             }
         };
         let deflate = match compress {

@@ -63,7 +63,8 @@ const TOOL: &str = "s3s-syslog";
 
 MESSAGES:
     RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME - MSGID [s3s@32473 bucket=\"B\" key=\"K\" line=\"N\"] MSG
-    RFC 3164: <PRI>Mmm dd hh:mm:ss HOSTNAME APP-NAME: MSG
+    RFC 3164: <PRI>Mmm dd hh:mm:ss HOSTNAME APP-NAME: MSG (no HOSTNAME on unix://, as
+    syslog(3) does on /dev/log)
     PRI = facility * 8 + severity. TIMESTAMP is the time of sending, UTC with microseconds
     (5424) or local time (3164, the local offset read at start). No BOM before MSG.
     On stream transports each message is framed by octet counting (\"LEN MSG\", RFC 6587,
@@ -317,6 +318,8 @@ struct Format {
     msgid: String,
     sd_id: Option<String>,
     max_message: usize,
+    /// A unix socket: RFC 3164 messages carry no HOSTNAME (the /dev/log convention).
+    local: bool,
     clock: Clock,
     truncated: Arc<AtomicU64>,
 }
@@ -371,6 +374,7 @@ impl Format {
             msgid: args.msgid.clone(),
             sd_id,
             max_message,
+            local: matches!(server, Server::Unix(_)),
             clock: Clock::new(args.rfc),
             truncated: Arc::new(AtomicU64::new(0)),
         })
@@ -412,8 +416,10 @@ impl Format {
             Rfc::R3164 => {
                 self.clock.write(now, out);
                 out.push(b' ');
-                out.extend_from_slice(self.hostname.as_bytes());
-                out.push(b' ');
+                if !self.local {
+                    out.extend_from_slice(self.hostname.as_bytes());
+                    out.push(b' ');
+                }
                 out.extend_from_slice(self.app_name.as_bytes());
                 out.extend_from_slice(b": ");
             }

@@ -22,3 +22,17 @@ fn kafka() {
         .register_bin("s3s-kafka", trycmd::cargo::cargo_bin!("s3s-kafka"))
         .case("tests/cmd/kafka/*.toml");
 }
+
+#[test]
+fn syslog() {
+    trycmd::TestCases::new()
+        .register_bin("s3s-syslog", trycmd::cargo::cargo_bin!("s3s-syslog"))
+        .case("tests/cmd/syslog/*.toml");
+}
+
+#[test]
+fn gelf() {
+    trycmd::TestCases::new()
+        .register_bin("s3s-gelf", trycmd::cargo::cargo_bin!("s3s-gelf"))
+        .case("tests/cmd/gelf/*.toml");
+}

@@ -9,6 +9,7 @@
 
 mod aws;
 mod es;
+mod gelf;
 mod golden;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -16,3 +17,4 @@ mod ops;
 mod pipes;
 mod sqs;
 mod support;
+mod syslog;
