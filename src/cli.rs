@@ -19,6 +19,10 @@ pub struct Common {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Metrics and progress (see `crate::metrics`).
+    #[command(flatten)]
+    pub metrics: crate::metrics::Flags,
 }
 
 /// What a stage's `run` reports when it did not fail outright.
@@ -69,6 +73,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Parse the arguments, run the stage, map the outcome to an exit code.
 ///
 /// Parsing comes first: `--help`, `--version` and usage errors return before anything starts.
+/// Then the metrics machinery starts (`--metrics-addr`, `--metrics-file`, live state, progress),
+/// and whatever way the stage ends (success, failure, error, closed stdout, panic), its record
+/// is appended to the runs log (see `crate::metrics`).
 pub fn main<A: Parser>(
     tool: &str,
     common: impl Fn(&A) -> &Common,
@@ -76,17 +83,37 @@ pub fn main<A: Parser>(
 ) -> ExitCode {
     let args = A::parse();
     init_logging(common(&args));
-    match run(args) {
-        Ok(Status::Ok) => ExitCode::SUCCESS,
-        Ok(Status::Failed) => ExitCode::from(1),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+    let tracked = match crate::metrics::start(tool, &common(&args).metrics) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{tool}: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (outcome, error) = outcome(tool, run(args));
+    tracked.finish(outcome, error.as_deref());
+    ExitCode::from(outcome.exit_code())
+}
+
+/// Like [`main`] for tools that are not pipeline stages (`s3s-status`): no metrics, no runs log.
+pub fn main_untracked<A: Parser>(tool: &str, run: impl FnOnce(A) -> anyhow::Result<Status>) -> ExitCode {
+    let args = A::parse();
+    init_logging(&Common { verbose: 0, quiet: false, metrics: Default::default() });
+    let (outcome, _) = outcome(tool, run(args));
+    ExitCode::from(outcome.exit_code())
+}
+
+/// What a stage's result comes to (an error is printed here, once), and its message.
+fn outcome(tool: &str, result: anyhow::Result<Status>) -> (crate::metrics::Outcome, Option<String>) {
+    use crate::metrics::Outcome;
+    match result {
+        Ok(Status::Ok) => (Outcome::Ok, None),
+        Ok(Status::Failed) => (Outcome::Failed, None),
+        Err(e) if is_broken_pipe(&e) => (Outcome::BrokenPipe, None),
         Err(e) => {
             eprintln!("{tool}: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            let kind = if e.downcast_ref::<UsageError>().is_some() { Outcome::Usage } else { Outcome::Error };
+            (kind, Some(format!("{e:#}")))
         }
     }
 }

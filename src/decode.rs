@@ -59,6 +59,7 @@ impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
+        crate::metrics::events::bytes_read(n as u64);
         Ok(n)
     }
 }
@@ -174,6 +175,7 @@ fn split_lines<R: Read + Send>(
                 Err(_) => break Err(ReadError::Source(io::Error::other("the decompression thread stopped"))),
             };
             stats.bytes_out += n as u64;
+            let lines_before = stats.lines;
             let data = &buf[..n];
             let mut start = 0;
             let mut failed = None;
@@ -192,6 +194,8 @@ fn split_lines<R: Read + Send>(
                 }
                 start = nl + 1;
             }
+            // Counted per buffer (256 KiB), not per line.
+            crate::metrics::events::lines_read(stats.lines - lines_before, n as u64);
             if let Some(e) = failed {
                 break Err(ReadError::Sink(e));
             }
@@ -208,6 +212,7 @@ fn split_lines<R: Read + Send>(
         result?;
         if !carry.is_empty() {
             on_line(&carry, stats).map_err(ReadError::Sink)?;
+            crate::metrics::events::lines_read(1, 0);
         }
         Ok(())
     })

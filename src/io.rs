@@ -238,6 +238,7 @@ fn read_chunks(
 
 /// Report a malformed input line on stderr: its number, why, and the start of it.
 pub fn report_bad_line(tool: &str, number: u64, why: &str, line: &[u8]) {
+    crate::metrics::events::invalid_input_line();
     let shown = String::from_utf8_lossy(&line[..line.len().min(120)]);
     let more = if line.len() > 120 { "..." } else { "" };
     eprintln!("{tool}: stdin line {number}: {why}, skipped: {shown}{more}");

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod io;
 pub mod lease;
 pub mod man;
+pub mod metrics;
 pub mod notify;
 pub mod s3;
 pub mod scan;

@@ -139,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     }
     out.flush()?;
     acker.delete_ready();
+    crate::metrics::events::sqs_messages_left("incomplete", acker.waiting.len() as u64);
     for w in acker.waiting.values() {
         eprintln!(
             "{TOOL}: message {} incomplete ({} of {} objects ended); left for redelivery",
@@ -190,6 +191,7 @@ impl Acker {
             w.ended += 1;
         }
         if w.ended < w.objects {
+            crate::metrics::events::sqs_in_flight(self.in_flight());
             return Ok(());
         }
         let w = self.waiting.remove(&receipt).expect("inserted above");
@@ -210,8 +212,14 @@ impl Acker {
         self.sqs.get_or_insert_with(|| self.rt.block_on(async { s3::sqs_client(&s3::sdk_config().await) }))
     }
 
+    /// Messages received and not yet deleted: waiting for `end` records, or ready to delete.
+    fn in_flight(&self) -> usize {
+        self.waiting.len() + self.ready.values().map(Vec::len).sum::<usize>()
+    }
+
     /// Delete every message that is ready, 10 per request.
     fn delete_ready(&mut self) {
+        crate::metrics::events::sqs_in_flight(self.in_flight());
         if self.ready.is_empty() {
             return;
         }
@@ -233,6 +241,8 @@ impl Acker {
                 match self.rt.block_on(req) {
                     Ok(resp) => {
                         self.counts.deleted += resp.successful().len() as u64;
+                        crate::metrics::events::sqs_messages_deleted(resp.successful().len() as u64);
+                        crate::metrics::events::sqs_delete_failed(resp.failed().len() as u64);
                         for f in resp.failed() {
                             self.counts.failed += 1;
                             let id = f.id().parse::<usize>().ok().and_then(|i| chunk.get(i)).map_or("?", |m| m.0.as_str());
@@ -245,6 +255,7 @@ impl Acker {
                     }
                     Err(e) => {
                         self.counts.failed += chunk.len() as u64;
+                        crate::metrics::events::sqs_delete_failed(chunk.len() as u64);
                         let ids: Vec<&str> = chunk.iter().map(|m| m.0.as_str()).collect();
                         eprintln!(
                             "{TOOL}: deleting messages {} failed: {}; they will be redelivered",
@@ -255,5 +266,6 @@ impl Acker {
                 }
             }
         }
+        crate::metrics::events::sqs_in_flight(self.in_flight());
     }
 }

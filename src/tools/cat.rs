@@ -86,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 Ok(loc) => cat.object(&ObjectRecord::new(loc))?,
                 Err(e) => {
                     eprintln!("{TOOL}: error: {e}");
+                    crate::metrics::events::object_error();
                     cat.failed += 1;
                 }
             }
@@ -175,6 +176,7 @@ impl Cat {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{TOOL}: error: {}: {e}", obj.location);
+                crate::metrics::events::object_error();
                 self.failed += 1;
                 return Ok(());
             }
@@ -222,9 +224,11 @@ impl Cat {
                 ]);
                 tracing::info!("{}: {} lines, {} compression", obj.location, stats.lines, compression.name());
                 self.out.write_record(&end)?;
+                crate::metrics::events::object_read();
             }
             Err(ReadError::Source(e)) => {
                 eprintln!("{TOOL}: error: {}: {e} (after {n} lines; no end record)", obj.location);
+                crate::metrics::events::object_error();
                 self.failed += 1;
             }
             Err(ReadError::Sink(e)) => return Err(e.into()),

@@ -137,7 +137,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);
     let mut text_buf = Vec::with_capacity(4096);
     let mut ty_buf = Vec::new();
-    while let Some((number, rec)) = input.next_line_flushing(&mut out).context("reading stdin")? {
+    let mut counted = crate::metrics::events::LinesFiltered::new();
+    loop {
+        // Counters are published when the input runs dry and every 64Ki records, not per line.
+        if input.is_dry() {
+            out.flush()?;
+            counted.emit(seen, kept);
+        }
+        let Some((number, rec)) = input.next_line().context("reading stdin")? else { break };
+        if number & 0xffff == 0 {
+            counted.emit(seen, kept);
+        }
         if rec.is_empty() {
             continue;
         }
@@ -176,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             }
         }
     }
+    counted.emit(seen, kept);
     out.flush()?;
     tracing::info!("{seen} lines in, {kept} kept, {} dropped, {bad} malformed input lines", seen - kept);
     Ok(if bad > 0 { Status::Failed } else { Status::Ok })

@@ -8,6 +8,7 @@ pub mod gelf;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod poll;
+pub mod status;
 pub mod syslog;
 
 /// Every stage's clap command, by binary name: used by the man-page generator and its test.
@@ -19,6 +20,7 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
         ("s3s-filter", filter::Args::command()),
         ("s3s-poll", poll::Args::command()),
         ("s3s-ack", ack::Args::command()),
+        ("s3s-status", status::Args::command()),
         ("s3s-es", es::Args::command()),
         ("s3s-syslog", syslog::Args::command()),
         ("s3s-gelf", gelf::Args::command()),

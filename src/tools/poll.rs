@@ -245,6 +245,7 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             Ok(r) => r,
             Err(e) => {
                 counts.receive_errors += 1;
+                crate::metrics::events::sqs_receive_error();
                 let why = s3::describe_sdk_error(&e);
                 if !ever_received || args.once {
                     // Most likely configuration (no such queue, no credentials): fail fast.
@@ -281,6 +282,7 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             continue;
         }
         let received_ms = now_ms();
+        crate::metrics::events::sqs_messages_received(messages.len() as u64);
         for m in messages {
             counts.messages += 1;
             if let (Some(max), Some(n)) = (args.max_receives, receive_count(m)) {
@@ -393,6 +395,7 @@ fn emit(
         Ok(n) => n,
         Err(why) => {
             counts.not_understood += 1;
+            crate::metrics::events::sqs_messages_left("not_understood", 1);
             eprintln!("{TOOL}: message {id}: not understood ({why}); left in the queue for its redrive policy");
             return Ok(());
         }
@@ -403,6 +406,7 @@ fn emit(
             let total = all.len();
             let kept: Vec<_> = all.into_iter().filter(|a| filter.wants(&a.key)).collect();
             counts.excluded += (total - kept.len()) as u64;
+            crate::metrics::events::objects_excluded((total - kept.len()) as u64);
             (kept, format!("all {total} key(s) excluded by the key filters"))
         }
     };
@@ -430,8 +434,10 @@ fn emit(
         }
         return write_json(out, &rec);
     }
+    let sent_ms = attr(MessageSystemAttributeName::SentTimestamp);
     for a in objects {
         counts.objects += 1;
+        crate::metrics::events::object_announced(crate::metrics::lag(a.event_time.as_deref(), sent_ms));
         let mut rec = Map::new();
         rec.insert("type".into(), "object".into());
         rec.insert("bucket".into(), a.bucket.into());

@@ -36,3 +36,10 @@ fn gelf() {
         .register_bin("s3s-gelf", trycmd::cargo::cargo_bin!("s3s-gelf"))
         .case("tests/cmd/gelf/*.toml");
 }
+
+#[test]
+fn status() {
+    trycmd::TestCases::new()
+        .register_bin("s3s-status", trycmd::cargo::cargo_bin!("s3s-status"))
+        .case("tests/cmd/status/*.toml");
+}

@@ -11,6 +11,7 @@ mod aws;
 mod es;
 mod gelf;
 mod golden;
+mod metrics;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod ops;

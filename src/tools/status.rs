@@ -1,0 +1,485 @@
+//! `s3s-status`: what the stages did lately and what the running ones are doing, from the runs
+//! log and the live-state files every stage keeps in the state directory (see `crate::metrics`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde_json::{json, Map, Value};
+
+use crate::cli::Status;
+use crate::metrics::{self, human_count, parse_time_ms};
+
+/// Show the last runs of the s3s stages, grouped per pipeline, and the stages running now.
+///
+/// Every stage (s3s-poll, s3s-cat, s3s-filter, the publishers, s3s-ack) appends one JSON line to
+/// `runs.log` in the state directory when it exits, whatever the way: tool, host, pid, pipeline
+/// id (`S3S_PIPELINE`), start, end, exit status and its counters. The log is rotated to
+/// `runs.log.1` above 10 MiB; both are read. While it runs, a stage also keeps
+/// `live/<tool>-<pid>.json` there, rewritten every --metrics-interval (5 s) with its counters
+/// so far, and removed at exit; a file whose process is gone (killed with SIGKILL, say) is shown
+/// as `gone`.
+///
+/// Stages are grouped into pipeline runs: those with the same `S3S_PIPELINE` (or, without it,
+/// the same parent process, i.e. the same shell pipeline) whose run times overlap. Each row says
+/// when the pipeline started, how long it took, its stages, the SQS messages received and
+/// deleted, objects read, lines in (read) and out (kept by the filters), records published,
+/// errors (malformed input lines, unreadable objects, failed deliveries and deletes, SQS receive
+/// errors, messages not understood) and the worst exit status, with the stage that had it.
+///
+/// The state directory is `S3S_STATE_DIR`, else systemd's `$STATE_DIRECTORY`, else
+/// `$XDG_STATE_HOME/s3s`, else `~/.local/state/s3s`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3s-status",
+    version,
+    after_long_help = "EXAMPLES:
+    s3s-status                          # running stages, then the last 20 pipeline runs
+    s3s-status -n 5 --stages            # the last 5, each stage on a line of its own
+    s3s-status --pipeline cdn --json | jq '.pipelines[-1].totals'
+    S3S_PIPELINE=cdn s3s-poll --once | s3s-cat | s3s-ack; s3s-status --pipeline cdn
+
+ENVIRONMENT:
+    S3S_STATE_DIR, STATE_DIRECTORY, XDG_STATE_HOME, HOME locate the state directory.
+
+EXIT STATUS:
+    0 shown (also when there is nothing to show), 1 the state directory could not be read,
+    2 usage error."
+)]
+pub struct Args {
+    /// How many pipeline runs to show (the most recent).
+    #[arg(short = 'n', long = "last", value_name = "N", default_value_t = 20)]
+    pub last: usize,
+
+    /// Only the runs of pipeline ID (`S3S_PIPELINE`).
+    #[arg(short, long, value_name = "ID")]
+    pub pipeline: Option<String>,
+
+    /// Also list every stage of each pipeline run.
+    #[arg(short, long)]
+    pub stages: bool,
+
+    /// One JSON document for scripts: {"state_dir", "running": [...], "pipelines": [...]}, each
+    /// pipeline with its totals and its stages' records as logged.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The state directory [default: see above].
+    #[arg(long, value_name = "DIR", env = "S3S_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Read every record of the runs log (the rotated part first); lines that are not JSON objects
+/// (a torn write after a crash) are skipped.
+pub fn read_runs(dir: &Path) -> std::io::Result<Vec<Map<String, Value>>> {
+    let mut runs = Vec::new();
+    for name in ["runs.log.1", "runs.log"] {
+        let text = match std::fs::read(dir.join(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in text.split(|&b| b == b'\n') {
+            if let Ok(Value::Object(m)) = serde_json::from_slice(line) {
+                runs.push(m);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The live-state records of the stages running now (and of those that died without a record,
+/// marked `"alive": false`), by start time.
+pub fn read_live(dir: &Path) -> Vec<Map<String, Value>> {
+    let mut live = Vec::new();
+    let Ok(entries) = std::fs::read_dir(metrics::live_dir(dir)) else { return live };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Ok(Value::Object(mut m)) = std::fs::read(&p).map_err(|_| ()).and_then(|t| serde_json::from_slice(&t).map_err(|_| ())) else {
+            continue;
+        };
+        let alive = m.get("pid").and_then(Value::as_u64).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            && m.get("host").and_then(Value::as_str).is_none_or(|h| h == this_host());
+        m.insert("alive".into(), alive.into());
+        live.push(m);
+    }
+    live.sort_by_key(|m| (start_ms(m), m.get("pid").and_then(Value::as_u64)));
+    live
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn start_ms(m: &Map<String, Value>) -> i64 {
+    m.get("start").and_then(Value::as_str).and_then(parse_time_ms).unwrap_or(0)
+}
+
+fn end_ms(m: &Map<String, Value>) -> i64 {
+    m.get("end").and_then(Value::as_str).and_then(parse_time_ms).unwrap_or_else(|| start_ms(m))
+}
+
+fn tool(m: &Map<String, Value>) -> &str {
+    m.get("tool").and_then(Value::as_str).unwrap_or("?")
+}
+
+/// A counter of a record (summed over its label values), 0 when absent.
+fn counter(m: &Map<String, Value>, name: &str) -> u64 {
+    let Some(Value::Object(c)) = m.get("counters") else { return 0 };
+    c.iter()
+        .filter(|(k, _)| *k == name || k.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum()
+}
+
+const ERROR_COUNTERS: &[&str] = &[
+    "s3s_invalid_input_lines_total",
+    "s3s_object_errors_total",
+    "s3s_delivery_failures_total",
+    "s3s_sqs_delete_failures_total",
+    "s3s_sqs_receive_errors_total",
+    "s3s_sqs_messages_left_total{reason=not_understood}",
+];
+
+fn errors(m: &Map<String, Value>) -> u64 {
+    ERROR_COUNTERS.iter().map(|n| counter(m, n)).sum()
+}
+
+/// The order stages come in a pipeline, for display.
+fn stage_rank(tool: &str) -> u8 {
+    match tool {
+        "s3s-poll" => 0,
+        "s3s-cat" => 1,
+        "s3s-filter" => 2,
+        "s3s-ack" => 9,
+        _ => 5,
+    }
+}
+
+/// One pipeline run: stages that share a pipeline id (or a parent process) and overlap in time.
+struct Group {
+    key: String,
+    pipeline: Option<String>,
+    start: i64,
+    end: i64,
+    stages: Vec<Map<String, Value>>,
+}
+
+impl Group {
+    fn totals(&self) -> Map<String, Value> {
+        let sum = |name: &str| self.stages.iter().map(|s| counter(s, name)).sum::<u64>();
+        let has = |t: &str| self.stages.iter().any(|s| tool(s) == t);
+        let lines_in = sum("s3s_lines_read_total");
+        let filters: Vec<u64> =
+            self.stages.iter().filter(|s| tool(s) == "s3s-filter").map(|s| counter(s, "s3s_lines_kept_total")).collect();
+        let lines_out = filters.iter().copied().min().unwrap_or(lines_in);
+        let (exit, outcome, worst) = self
+            .stages
+            .iter()
+            .map(|s| {
+                let exit = s.get("exit").and_then(Value::as_u64).unwrap_or(0);
+                let outcome = s.get("outcome").and_then(Value::as_str).unwrap_or("?");
+                (exit, outcome, tool(s))
+            })
+            .max_by_key(|(e, _, _)| *e)
+            .unwrap_or((0, "ok", ""));
+        let mut t = Map::new();
+        t.insert("messages_received".into(), sum("s3s_sqs_messages_received_total").into());
+        t.insert("messages_deleted".into(), sum("s3s_sqs_messages_deleted_total").into());
+        t.insert(
+            "objects".into(),
+            if has("s3s-cat") { sum("s3s_objects_read_total") } else { sum("s3s_objects_announced_total") }.into(),
+        );
+        t.insert("lines_in".into(), lines_in.into());
+        t.insert("lines_out".into(), lines_out.into());
+        t.insert("published".into(), sum("s3s_records_published_total").into());
+        t.insert("errors".into(), self.stages.iter().map(errors).sum::<u64>().into());
+        t.insert("exit".into(), exit.into());
+        t.insert("outcome".into(), outcome.into());
+        if exit != 0 {
+            t.insert("failed_stage".into(), worst.into());
+        }
+        t
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "pipeline": self.pipeline,
+            "start": metrics::rfc3339(self.start),
+            "end": metrics::rfc3339(self.end),
+            "seconds": (self.end - self.start) as f64 / 1000.0,
+            "totals": self.totals(),
+            "stages": self.stages,
+        })
+    }
+}
+
+/// Group records into pipeline runs, by start time.
+fn group(mut runs: Vec<Map<String, Value>>) -> Vec<Group> {
+    runs.sort_by_key(start_ms);
+    let mut groups: Vec<Group> = Vec::new();
+    // The open group of each key (the last one started).
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    for r in runs {
+        let pipeline = r.get("pipeline").and_then(Value::as_str).map(str::to_string);
+        let host = r.get("host").and_then(Value::as_str).unwrap_or("");
+        let key = match (&pipeline, r.get("ppid").and_then(Value::as_u64)) {
+            (Some(p), _) => format!("p:{p}"),
+            (None, Some(pp)) => format!("pp:{host}:{pp}"),
+            (None, None) => format!("pid:{host}:{}", r.get("pid").and_then(Value::as_u64).unwrap_or(0)),
+        };
+        let (s, e) = (start_ms(&r), end_ms(&r));
+        // Overlapping (with a second's slack: stages start one after another).
+        if let Some(&i) = open.get(&key)
+            && s <= groups[i].end + 1000
+        {
+            let g = &mut groups[i];
+            g.end = g.end.max(e);
+            g.stages.push(r);
+            continue;
+        }
+        open.insert(key.clone(), groups.len());
+        groups.push(Group { key, pipeline, start: s, end: e, stages: vec![r] });
+    }
+    for g in &mut groups {
+        g.stages.sort_by_key(|s| (stage_rank(tool(s)), start_ms(s)));
+    }
+    groups
+}
+
+/// `1.2s`, `3m04s`, `2h03m`.
+fn took(ms: i64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+    }
+}
+
+/// `2026-11-28 17:00:01` (UTC).
+fn when(ms: i64) -> String {
+    let t = metrics::rfc3339(ms);
+    t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
+}
+
+fn short(tool: &str) -> &str {
+    tool.strip_prefix("s3s-").unwrap_or(tool)
+}
+
+/// What one stage did, in a few words.
+fn stage_summary(m: &Map<String, Value>) -> String {
+    let c = |n: &str| counter(m, n);
+    let n = |n: &str| human_count(counter(m, n) as f64);
+    let mut s = match tool(m) {
+        "s3s-poll" => format!(
+            "{} messages, {} objects, lag {}",
+            c("s3s_sqs_messages_received_total"),
+            c("s3s_objects_announced_total"),
+            mean(m, "s3s_notification_lag_seconds")
+        ),
+        "s3s-cat" => format!(
+            "{} objects, {} lines, {} read",
+            c("s3s_objects_read_total"),
+            n("s3s_lines_read_total"),
+            metrics::human_bytes(c("s3s_read_bytes_total"))
+        ),
+        "s3s-filter" => format!("{} kept, {} dropped", n("s3s_lines_kept_total"), n("s3s_lines_dropped_total")),
+        "s3s-ack" => {
+            let inflight = m.get("counters").and_then(|c| c.get("s3s_sqs_messages_in_flight")).and_then(Value::as_u64).unwrap_or(0);
+            format!("{} deleted, {} failed, {} in flight", c("s3s_sqs_messages_deleted_total"), c("s3s_sqs_delete_failures_total"), inflight)
+        }
+        _ => format!(
+            "{} published, {} retries, {} failed",
+            n("s3s_records_published_total"),
+            c("s3s_publish_retries_total"),
+            c("s3s_delivery_failures_total")
+        ),
+    };
+    let e = errors(m);
+    if e > 0 {
+        s.push_str(&format!(", {e} errors"));
+    }
+    s
+}
+
+/// A histogram's mean, `-` when empty.
+fn mean(m: &Map<String, Value>, name: &str) -> String {
+    let h = m.get("counters").and_then(|c| c.get(name));
+    let count = h.and_then(|h| h.get("count")).and_then(Value::as_u64).unwrap_or(0);
+    let sum = h.and_then(|h| h.get("sum")).and_then(Value::as_f64).unwrap_or(0.0);
+    if count == 0 { "-".into() } else { format!("{:.1}s", sum / count as f64) }
+}
+
+fn exit_text(m: &Map<String, Value>) -> String {
+    match m.get("exit").and_then(Value::as_u64) {
+        Some(0) => match m.get("outcome").and_then(Value::as_str) {
+            Some("broken-pipe") => "0 (pipe closed)".into(),
+            _ => "0".into(),
+        },
+        Some(e) => format!("{e} ({})", m.get("outcome").and_then(Value::as_str).unwrap_or("?")),
+        None => "-".into(),
+    }
+}
+
+/// Lay out rows in columns separated by two spaces; numbers (all but the first `left` columns)
+/// right-aligned.
+fn table(rows: &[Vec<String>], left: usize) -> String {
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if i < left || i + 1 == r.len() {
+                line.push_str(cell);
+                if i + 1 < r.len() {
+                    line.push_str(&" ".repeat(pad));
+                }
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Run `s3s-status`.
+pub fn run(args: Args) -> anyhow::Result<Status> {
+    use anyhow::Context;
+    let dir = args.state_dir.clone().unwrap_or_else(metrics::state_dir);
+    let runs = read_runs(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
+    let mut live = read_live(&dir);
+    let wanted = |m: &Map<String, Value>| {
+        args.pipeline.as_deref().is_none_or(|p| m.get("pipeline").and_then(Value::as_str) == Some(p))
+    };
+    live.retain(|m| wanted(m));
+    let mut groups = group(runs.into_iter().filter(|m| wanted(m)).collect());
+    let skip = groups.len().saturating_sub(args.last);
+    groups.drain(..skip);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = json!({
+            "state_dir": dir.display().to_string(),
+            "running": live,
+            "pipelines": groups.iter().map(Group::to_json).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(Status::Ok);
+    }
+    if !live.is_empty() {
+        let mut rows = vec![["TOOL", "PID", "PIPELINE", "STARTED", "UPDATED", "STATE", "COUNTERS"].map(String::from).to_vec()];
+        for m in &live {
+            let updated = m.get("updated").and_then(Value::as_str).and_then(parse_time_ms).map_or("-".into(), when);
+            let state = match m.get("metrics_addr").and_then(Value::as_str) {
+                _ if m.get("alive") != Some(&Value::Bool(true)) => "gone (no summary: killed?)".to_string(),
+                Some(a) => format!("running (http://{a}/metrics)"),
+                None => "running".to_string(),
+            };
+            rows.push(vec![
+                tool(m).to_string(),
+                m.get("pid").map_or("?".into(), |p| p.to_string()),
+                m.get("pipeline").and_then(Value::as_str).unwrap_or("-").to_string(),
+                when(start_ms(m)),
+                updated,
+                state,
+                stage_summary(m),
+            ]);
+        }
+        writeln!(out, "Running:")?;
+        out.write_all(table(&rows, 7).as_bytes())?;
+        writeln!(out)?;
+    }
+    if groups.is_empty() {
+        writeln!(out, "No runs recorded in {}.", metrics::runs_log(&dir).display())?;
+        return Ok(Status::Ok);
+    }
+    let mut rows = vec![
+        ["STARTED (UTC)", "TOOK", "PIPELINE", "STAGES", "MSGS", "DELETED", "OBJECTS", "LINES IN", "LINES OUT", "PUBLISHED", "ERRORS", "EXIT"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    let mut stage_rows: Vec<Vec<Vec<String>>> = Vec::new();
+    for g in &groups {
+        let t = g.totals();
+        let num = |k: &str| human_count(t.get(k).and_then(Value::as_u64).unwrap_or(0) as f64);
+        let exit = match t.get("failed_stage").and_then(Value::as_str) {
+            Some(s) => format!("{} ({} {})", t["exit"], short(s), t["outcome"].as_str().unwrap_or("?")),
+            None => "0".into(),
+        };
+        rows.push(vec![
+            when(g.start),
+            took(g.end - g.start),
+            g.pipeline.clone().unwrap_or_else(|| "-".into()),
+            g.stages.iter().map(|s| short(tool(s))).collect::<Vec<_>>().join("|"),
+            num("messages_received"),
+            num("messages_deleted"),
+            num("objects"),
+            num("lines_in"),
+            num("lines_out"),
+            num("published"),
+            num("errors"),
+            exit,
+        ]);
+        stage_rows.push(
+            g.stages
+                .iter()
+                .map(|s| {
+                    vec![
+                        format!("  {}", tool(s)),
+                        format!("pid {}", s.get("pid").map_or("?".into(), |p| p.to_string())),
+                        took(end_ms(s) - start_ms(s)),
+                        format!("exit {}", exit_text(s)),
+                        stage_summary(s),
+                    ]
+                })
+                .collect(),
+        );
+        let _ = &g.key;
+    }
+    writeln!(out, "Last runs:")?;
+    if !args.stages {
+        out.write_all(table(&rows, 4).as_bytes())?;
+        return Ok(Status::Ok);
+    }
+    // With --stages: the pipeline table, each row followed by its stages.
+    let text = table(&rows, 4);
+    let mut lines = text.lines();
+    writeln!(out, "{}", lines.next().unwrap_or(""))?;
+    for (line, stages) in lines.zip(&stage_rows) {
+        writeln!(out, "{line}")?;
+        out.write_all(table(stages, 5).as_bytes())?;
+    }
+    Ok(Status::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn args() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(took(1234), "1.2s");
+        assert_eq!(took(184_000), "3m04s");
+        assert_eq!(took(7_380_000), "2h03m");
+    }
+}
