@@ -38,8 +38,11 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     ("compression.type", "lz4"),
     ("linger.ms", "10"),
+    // librdkafka's: a batch stays under a real broker's default message.max.bytes (1 MB).
     ("batch.size", "1000000"),
     ("batch.num.messages", "10000"),
+    // Above any useful --max-in-flight, so that the window is the one limit.
+    ("queue.buffering.max.messages", "2000000"),
 ];
 
 /// Publish `line` records to Kafka, as kcat -P would, and pass every other record on only
