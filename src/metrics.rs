@@ -489,6 +489,13 @@ pub mod events {
         counter!("s3s_records_published_total").increment(n);
     }
 
+    /// A publisher's running total of confirmed records (the sink driver's watermark less its
+    /// failures); a counter that only moves up. Called per report batch: the handle is cached.
+    pub fn records_published_total(total: u64) {
+        static C: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+        C.get_or_init(|| counter!("s3s_records_published_total")).absolute(total);
+    }
+
     /// A publisher retried `n` deliveries.
     pub fn publish_retries(n: u64) {
         counter!("s3s_publish_retries_total").increment(n);

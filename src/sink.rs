@@ -374,6 +374,7 @@ impl Shared {
         let seq = ticket.seq();
         if let Some(why) = error {
             st.failed_lines += 1;
+            crate::metrics::events::delivery_failures(1);
             let slot = ticket.slot();
             if slot == NO_SLOT {
                 st.poisoned = true;
@@ -402,6 +403,7 @@ impl Shared {
             wm += 1;
         }
         st.wm = wm;
+        crate::metrics::events::records_published_total(wm.saturating_sub(st.failed_lines));
         self.wm.store(wm, Ordering::Release);
         let mut wrote = false;
         while st.pending.front().is_some_and(|p| p.after <= wm) {

@@ -783,6 +783,7 @@ impl Ctx {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        crate::metrics::events::publish_retries(1);
         let exp = self.backoff.saturating_mul(1u32 << attempt.min(20)).min(self.max_backoff);
         // Jitter: anywhere between half and all of it, so that many clients do not retry in step.
         let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
