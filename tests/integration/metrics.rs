@@ -320,3 +320,43 @@ fn progress_line_only_on_a_terminal() {
     assert!(out.contains("s3s-cat: 1 objects, ") && out.contains("lines/s"), "{out:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole loop on the local S3/SQS: SQS counters of s3s-poll and s3s-ack, the notification
+/// lag histogram, and s3s-status's pipeline totals.
+#[test]
+fn sqs_counters_of_a_whole_loop() {
+    use crate::aws::{gzip, lines, Fixture};
+    let f = Fixture::new("metrics", true);
+    f.put("cf/a.gz", gzip(&lines("a", 50)));
+    f.put("cf/b.gz", gzip(&lines("b", 7)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.total() < 3 {
+        assert!(Instant::now() < deadline, "3 notifications (2 objects + s3:TestEvent) expected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = state_dir("sqs");
+    let d = dir.display();
+    let (code, _, err) = sh(&format!(
+        "export S3S_STATE_DIR={d} S3S_PIPELINE=sqs-metrics; \
+         s3s-poll --queue-url {} --once --metrics-file {d}/poll.prom | s3s-cat | s3s-ack",
+        f.queue_url
+    ));
+    assert_eq!(code, 0, "{err}");
+    let prom = std::fs::read_to_string(dir.join("poll.prom")).unwrap();
+    assert_eq!(sample(&prom, "s3s_sqs_messages_received_total", "s3s-poll"), Some(3.0), "{prom}");
+    assert_eq!(sample(&prom, "s3s_objects_announced_total", "s3s-poll"), Some(2.0), "{prom}");
+    assert_eq!(sample(&prom, "s3s_notification_lag_seconds_count", "s3s-poll"), Some(2.0), "{prom}");
+    assert!(prom.contains("# TYPE s3s_notification_lag_seconds histogram"), "{prom}");
+    let r = runs(&dir);
+    let ack = r.iter().find(|x| x["tool"] == "s3s-ack").expect("s3s-ack's record");
+    assert_eq!(ack["counters"]["s3s_sqs_messages_deleted_total"], 3);
+    assert_eq!(ack["counters"]["s3s_sqs_messages_in_flight"], 0);
+    let (code, out, err) = sh(&format!("s3s-status --state-dir {d} --json"));
+    assert_eq!(code, 0, "{err}");
+    let st: Value = serde_json::from_str(&out).unwrap();
+    let t = &st["pipelines"][0]["totals"];
+    assert_eq!((t["messages_received"].as_u64(), t["messages_deleted"].as_u64()), (Some(3), Some(3)), "{st}");
+    assert_eq!(t["objects"], 2);
+    assert_eq!(t["lines_in"], 57);
+    let _ = std::fs::remove_dir_all(&dir);
+}
