@@ -39,6 +39,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use sha2::Digest;
 
 use crate::cli::{Common, Status, UsageError};
+use crate::metrics::events;
 use crate::scan::{self, quote_into, Raw};
 use crate::sink::{self, parse_duration, Control, Driver, Line, NoControl, PublishError, Publisher, Reporter, SinkArgs, Ticket};
 
@@ -671,8 +672,11 @@ struct Batch {
 }
 
 impl Batch {
-    fn take(&mut self, capacity: usize) -> Batch {
-        std::mem::replace(self, Batch { body: Vec::with_capacity(capacity), items: Vec::new(), started: None })
+    /// The batch as it is, leaving an empty one sized like it (at most `max` bytes reserved).
+    fn take(&mut self, max: usize) -> Batch {
+        let capacity = (self.body.len() + self.body.len() / 8).clamp(64 << 10, max);
+        let items = self.items.len() + self.items.len() / 8;
+        std::mem::replace(self, Batch { body: Vec::with_capacity(capacity), items: Vec::with_capacity(items), started: None })
     }
 }
 
@@ -791,6 +795,7 @@ impl Ctx {
     }
 
     fn fail_all(&self, batch: &Batch, why: &str) {
+        events::delivery_failures(batch.items.len() as u64);
         for item in &batch.items {
             self.reporter.failed(item.ticket, &why);
         }
@@ -798,6 +803,7 @@ impl Ctx {
 
     /// Send one batch until every line in it is settled (indexed, dead-lettered or failed).
     async fn deliver(&self, mut batch: Batch) {
+        let started = batch.started.unwrap_or_else(Instant::now);
         let mut attempt = 0u32;
         let mut body = self.encode(&batch.body);
         loop {
@@ -825,7 +831,10 @@ impl Ctx {
                         self.fail_all(&batch, &why);
                         return;
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        events::delivery_latency(started.elapsed());
+                        return;
+                    }
                     Ok(Some((retry, why))) => {
                         batch = retry;
                         body = self.encode(&batch.body);
@@ -839,6 +848,7 @@ impl Ctx {
                 self.fail_all(&batch, &why);
                 return;
             }
+            events::publish_retries(batch.items.len() as u64);
             let delay = self.backoff(attempt, retry_after);
             tracing::warn!("{} documents: {why}; retry {} in {delay:.1?}", batch.items.len(), attempt + 1);
             tokio::time::sleep(delay).await;
@@ -866,6 +876,7 @@ impl Ctx {
         }
         let head: Head = serde_json::from_slice(resp).map_err(|e| format!("unreadable bulk response ({e}): {}", preview(resp)))?;
         if !head.errors {
+            events::records_published(batch.items.len() as u64);
             for item in &batch.items {
                 self.reporter.delivered(item.ticket);
             }
@@ -880,12 +891,14 @@ impl Ctx {
         let mut dead = Vec::new();
         let mut dead_items = Vec::new();
         let mut failed = 0u64;
+        let mut indexed = 0u64;
         for (item, result) in batch.items.iter().zip(full.items) {
             let Some(r) = result.into_values().next() else {
                 return Err("bulk response item without an action".into());
             };
             let ok = (200..300).contains(&r.status) || (r.status == 409 && self.op_type == OpType::Create);
             if ok {
+                indexed += 1;
                 self.reporter.delivered(item.ticket);
                 continue;
             }
@@ -924,7 +937,9 @@ impl Ctx {
                 self.reporter.failed(item.ticket, &why);
             }
         }
+        events::records_published(indexed);
         if failed > 0 {
+            events::delivery_failures(failed);
             tracing::warn!("{failed} documents rejected (no --dead-letter): see the withheld end records");
         }
         if !dead_items.is_empty() {
@@ -944,6 +959,7 @@ impl Ctx {
                 Err(e) => {
                     let why = format!("writing the dead letter file {}: {e}", path.display());
                     tracing::error!("{why}");
+                    events::delivery_failures(dead_items.len() as u64);
                     for t in dead_items {
                         self.reporter.failed(t, &why);
                     }
@@ -1276,6 +1292,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
         let capacity = batch_bytes.min(16 << 20) + (batch_bytes.min(16 << 20) >> 3);
+        let first = capacity.min(256 << 10);
         let ctx = Arc::new(Ctx {
             http,
             endpoints,
@@ -1289,7 +1306,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             op_type: args.op_type,
             reporter,
             dead_letter,
-            building: Mutex::new(Batch { body: Vec::with_capacity(capacity), items: Vec::new(), started: None }),
+            building: Mutex::new(Batch { body: Vec::with_capacity(first), items: Vec::new(), started: None }),
             batch_capacity: capacity,
             flush_interval,
             outstanding: AtomicUsize::new(0),

@@ -1,7 +1,8 @@
 //! s3s-es against the local Elasticsearch-compatible server (noida-db, started by
 //! `scripts/services`; its URL in S3S_ES_URL): indexing, counts and documents, dead letters on a
 //! mapping conflict, 429/5xx injected by a small proxy this test controls, the whole loop with
-//! s3s-poll and s3s-ack on moto, and the dry-run golden files (no server needed).
+//! s3s-poll and s3s-ack on moto, the dry-run golden files (no server needed), and a cross-check
+//! on the OpenSearch flavour (osmem-server, S3S_OPENSEARCH_URL).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,7 +38,11 @@ fn es_url() -> String {
 
 /// A request to the server with curl; the response as JSON.
 fn es(method: &str, path: &str, body: Option<&Value>) -> Value {
-    let url = format!("{}{path}", es_url());
+    es_at(&es_url(), method, path, body)
+}
+
+fn es_at(base: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let url = format!("{base}{path}");
     let mut cmd = std::process::Command::new("curl");
     cmd.args(["-sS", "-X", method, "-H", "Content-Type: application/json", &url]);
     if let Some(b) = body {
@@ -49,8 +54,12 @@ fn es(method: &str, path: &str, body: Option<&Value>) -> Value {
 }
 
 fn count(index: &str) -> u64 {
-    es("POST", &format!("/{index}/_refresh"), None);
-    let v = es("GET", &format!("/{index}/_count"), None);
+    count_at(&es_url(), index)
+}
+
+fn count_at(base: &str, index: &str) -> u64 {
+    es_at(base, "POST", &format!("/{index}/_refresh"), None);
+    let v = es_at(base, "GET", &format!("/{index}/_count"), None);
     v["count"].as_u64().unwrap_or_else(|| panic!("_count of {index}: {v}"))
 }
 
@@ -411,4 +420,69 @@ fn server_down_deletes_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(f.total(), 1, "the object's message stays in the queue");
+}
+
+#[test]
+fn opensearch_cross_check() {
+    let url = match std::env::var("S3S_OPENSEARCH_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => panic!(
+            "S3S_OPENSEARCH_URL is not set: this test needs the local OpenSearch-compatible server. Run \
+             `scripts/test`, or `scripts/services start opensearch && eval \"$(scripts/services env)\"` first"
+        ),
+    };
+    let index = unique("opensearch");
+    let input = object("b", "k", 200, |i| json!({"status": if i == 100 { json!("oops") } else { json!(i) }}));
+    let file = write("opensearch.ndjson", &input);
+    let dead = tmp("opensearch-dead.ndjson");
+    let _ = std::fs::remove_file(&dead);
+    let (code, out, err) = sh(&format!(
+        "s3s-es --url {url} -i '{index}-%Y' --gzip --batch-docs 64 --dead-letter {} < {}",
+        dead.display(),
+        file.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(types(&out), ["object", "end"]);
+    let year = &es_at(&url, "GET", &format!("/{index}-*/_search?size=1"), None)["hits"]["hits"][0]["_index"];
+    assert!(year.as_str().is_some_and(|i| i.starts_with(&format!("{index}-20"))), "{year}");
+    assert_eq!(count_at(&url, &format!("{index}-*")), 199);
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let e: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(e["document"]["s3"]["line"], 100, "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("[status]"), "{e}");
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let url = es_url();
+    let index = unique("pipe");
+    let file = write("pipe.ndjson", &(object("b", "k1", 500, |_| Value::Null) + &object("b", "k2", 500, |_| Value::Null)));
+    let (code, out, err) = sh(&format!(
+        "s3s-es --url {url} -i {index} --batch-docs 100 < {} | head -n 1; echo \"status=${{PIPESTATUS[0]}}\"",
+        file.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("status=0\n"), "{out}");
+    assert!(!err.contains("error"), "{err}");
+}
+
+#[test]
+fn sigterm_drains_what_was_read_and_forwards_its_end() {
+    let url = es_url();
+    let index = unique("sigterm");
+    let file = write("sigterm.ndjson", &object("b", "k", 300, |_| Value::Null));
+    // Input stays open (sleep): the end record is read, then SIGTERM asks for a drain.
+    let t0 = Instant::now();
+    let (code, out, err) = sh(&format!(
+        "fifo={fifo}; rm -f $fifo; mkfifo $fifo; (cat {}; sleep 20) >$fifo 2>/dev/null & \
+         s3s-es --url {url} -i {index} --flush-interval 30s <$fifo & pid=$!; \
+         sleep 1.5; kill -TERM $pid; wait $pid; echo \"status=$?\"; rm -f $fifo",
+        file.display(),
+        fifo = tmp("sigterm.fifo").display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("status=0\n"), "{out} {err}");
+    assert_eq!(types(out.trim_end().rsplit_once('\n').map_or("", |(a, _)| a)), ["object", "end"], "{out}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "the drain does not wait for the input");
+    assert_eq!(count(&index), 300);
 }
