@@ -368,6 +368,7 @@ async fn give_up(
     match sqs.delete_message().queue_url(&args.queue_url).receipt_handle(receipt).send().await {
         Ok(_) => {
             counts.dead_lettered += 1;
+            crate::metrics::events::sqs_messages_left("max_receives", 1);
             eprintln!("{TOOL}: message {id}: {reason}; written to the dead-letter file and deleted");
         }
         Err(e) => eprintln!("{TOOL}: message {id}: dead-lettered but deleting it failed: {}", s3::describe_sdk_error(&e)),
@@ -388,6 +389,7 @@ fn emit(
     let Some(receipt) = m.receipt_handle() else {
         eprintln!("{TOOL}: message {id}: no receipt handle; skipped");
         counts.not_understood += 1;
+        crate::metrics::events::sqs_messages_left("not_understood", 1);
         return Ok(());
     };
     let attr = |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok());
