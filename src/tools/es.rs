@@ -787,7 +787,9 @@ impl Ctx {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        crate::metrics::events::publish_retries(1);
+        // The request (or the rejected items of one) goes again: counted once per retry. Published
+        // and failed lines are counted by the driver from the delivery reports.
+        events::publish_retries(1);
         let exp = self.backoff.saturating_mul(1u32 << attempt.min(20)).min(self.max_backoff);
         // Jitter: anywhere between half and all of it, so that many clients do not retry in step.
         let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
@@ -795,7 +797,6 @@ impl Ctx {
     }
 
     fn fail_all(&self, batch: &Batch, why: &str) {
-        events::delivery_failures(batch.items.len() as u64);
         for item in &batch.items {
             self.reporter.failed(item.ticket, &why);
         }
@@ -848,7 +849,6 @@ impl Ctx {
                 self.fail_all(&batch, &why);
                 return;
             }
-            events::publish_retries(batch.items.len() as u64);
             let delay = self.backoff(attempt, retry_after);
             tracing::warn!("{} documents: {why}; retry {} in {delay:.1?}", batch.items.len(), attempt + 1);
             tokio::time::sleep(delay).await;
@@ -876,7 +876,6 @@ impl Ctx {
         }
         let head: Head = serde_json::from_slice(resp).map_err(|e| format!("unreadable bulk response ({e}): {}", preview(resp)))?;
         if !head.errors {
-            events::records_published(batch.items.len() as u64);
             for item in &batch.items {
                 self.reporter.delivered(item.ticket);
             }
@@ -891,14 +890,12 @@ impl Ctx {
         let mut dead = Vec::new();
         let mut dead_items = Vec::new();
         let mut failed = 0u64;
-        let mut indexed = 0u64;
         for (item, result) in batch.items.iter().zip(full.items) {
             let Some(r) = result.into_values().next() else {
                 return Err("bulk response item without an action".into());
             };
             let ok = (200..300).contains(&r.status) || (r.status == 409 && self.op_type == OpType::Create);
             if ok {
-                indexed += 1;
                 self.reporter.delivered(item.ticket);
                 continue;
             }
@@ -937,9 +934,7 @@ impl Ctx {
                 self.reporter.failed(item.ticket, &why);
             }
         }
-        events::records_published(indexed);
         if failed > 0 {
-            events::delivery_failures(failed);
             tracing::warn!("{failed} documents rejected (no --dead-letter): see the withheld end records");
         }
         if !dead_items.is_empty() {
@@ -959,7 +954,6 @@ impl Ctx {
                 Err(e) => {
                     let why = format!("writing the dead letter file {}: {e}", path.display());
                     tracing::error!("{why}");
-                    events::delivery_failures(dead_items.len() as u64);
                     for t in dead_items {
                         self.reporter.failed(t, &why);
                     }
