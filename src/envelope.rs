@@ -123,6 +123,12 @@ impl ObjectRecord {
 
     /// The writer for this object's `line` records.
     pub fn line_writer(&self) -> LineWriter {
+        self.line_writer_carrying(&[])
+    }
+
+    /// Like [`ObjectRecord::line_writer`], and every field named in `carry` that the object
+    /// record has (e.g. `etag`, `event_time`) is copied onto each line record.
+    pub fn line_writer_carrying(&self, carry: &[String]) -> LineWriter {
         let mut prefix = Vec::with_capacity(128);
         prefix.extend_from_slice(br#"{"type":"line","#);
         match &self.location {
@@ -139,6 +145,14 @@ impl ObjectRecord {
         }
         if self.dry_run() {
             prefix.extend_from_slice(br#","dry_run":true"#);
+        }
+        for name in carry {
+            if let Some(v) = self.extra.get(name.as_str()).filter(|_| !matches!(name.as_str(), "type" | "n" | "line" | "dry_run")) {
+                prefix.push(b',');
+                quote_into(name.as_bytes(), &mut prefix);
+                prefix.push(b':');
+                serde_json::to_writer(&mut prefix, v).expect("a JSON value serializes");
+            }
         }
         prefix.extend_from_slice(br#","n":"#);
         LineWriter { prefix }
@@ -179,6 +193,14 @@ mod tests {
         assert_eq!(v["n"], 7);
         assert_eq!(v["line"], "x\ty");
         assert_eq!(v["dry_run"], true);
+        o.extra.insert("event_time".into(), "2026-11-28T17:00:00Z".into());
+        o.extra.insert("etag".into(), "\"abc\"".into());
+        let mut out = Vec::new();
+        let carry = ["etag".to_string(), "event_time".to_string(), "missing".to_string(), "line".to_string()];
+        o.line_writer_carrying(&carry).write(1, b"x", &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((v["etag"].as_str(), v["event_time"].as_str()), (Some("\"abc\""), Some("2026-11-28T17:00:00Z")));
+        assert_eq!((v["line"].as_str(), v.get("missing")), (Some("x"), None));
         let end: Value = serde_json::from_slice(&o.end_line(&[("lines", 7)])).unwrap();
         assert_eq!(end["type"], "end");
         assert_eq!(end["lines"], 7);

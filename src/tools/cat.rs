@@ -54,6 +54,12 @@ pub struct Args {
     #[arg(value_name = "SOURCE")]
     pub sources: Vec<String>,
 
+    /// Copy FIELD of the object record (e.g. `etag`, `event_time` from s3s-poll) onto each of
+    /// its line records, for publishers that use it (index dates, GELF timestamps, ids).
+    /// Repeatable, or comma-separated.
+    #[arg(long, value_name = "FIELD", value_delimiter = ',')]
+    pub carry: Vec<String>,
+
     #[command(flatten)]
     pub drain: DrainArgs,
 
@@ -68,12 +74,13 @@ struct Cat {
     sqs: Option<aws_sdk_sqs::Client>,
     failed: u64,
     shutdown: Shutdown,
+    carry: Vec<String>,
 }
 
 /// Run `s3s-cat`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
-    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown };
+    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown, carry: args.carry };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
         if cat.shutdown.requested() {
@@ -189,7 +196,7 @@ impl Cat {
             }
             _ => None,
         };
-        let lw = obj.line_writer();
+        let lw = obj.line_writer_carrying(&self.carry);
         let out = &mut self.out;
         let mut n = 0u64;
         let res = decode::for_each_line(reader, |text| {
