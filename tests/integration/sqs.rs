@@ -319,3 +319,39 @@ fn s3s_cat_reads_s3_urls_and_reports_failed_objects_by_name() {
     assert_eq!(ok_lines, ok.lines().collect::<Vec<_>>());
     assert_eq!(records.iter().filter(|r| r["key"] == "encoded.log" && r["type"] == "line").count(), 3);
 }
+
+#[test]
+fn ack_pass_incomplete_failed_deletes_and_max_messages() {
+    let f = Fixture::new("ackmisc", false);
+    for i in 0..5 {
+        f.put(&format!("m{i}.gz"), gzip(&lines(&format!("m{i}"), 2)));
+        f.send(&f.s3_event(&format!("m{i}.gz")));
+    }
+    // --max-messages: 3 of the 5 messages; --pass echoes every record to stdout.
+    let (code, out, err) = sh(&format!(
+        "s3s-poll --queue-url {} --max-messages 3 --wait-time 1 | s3s-cat | s3s-ack --pass | grep -c '\"type\":\"end\"'",
+        f.queue_url
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "3");
+    assert!(err.contains("s3s-ack: 3 messages deleted, 0 failed"), "{err}");
+    assert_eq!(wait_total(&f, 2), 2);
+    // A message with 2 objects of which only 1 ended: reported, left for redelivery; and an
+    // end whose receipt handle is stale: the delete fails, is reported and counted, not fatal.
+    let token = |rh: &str, objects: u32| {
+        serde_json::json!({"queue_url": f.queue_url, "receipt_handle": rh, "message_id": format!("id-{rh}"), "objects": objects})
+    };
+    let input = format!(
+        "{}\n{}\n",
+        serde_json::json!({"type":"end","bucket":"b","key":"k1","lines":1,"ack": token("two-objects", 2)}),
+        serde_json::json!({"type":"end","bucket":"b","key":"k2","lines":1,"ack": token("stale-handle", 1)}),
+    );
+    let path = std::env::temp_dir().join(format!("s3s-ackmisc-{}.ndjson", std::process::id()));
+    std::fs::write(&path, input).unwrap();
+    let (code, out, err) = sh(&format!("s3s-ack < {}; echo rc=$?", path.display()));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "rc=0", "{err}");
+    assert!(err.contains("message id-two-objects incomplete (1 of 2 objects ended); left for redelivery"), "{err}");
+    assert!(err.contains("deleting message id-stale-handle failed"), "{err}");
+    assert!(err.contains("s3s-ack: 0 messages deleted, 1 failed, 0 dry-run, 1 incomplete"), "{err}");
+}
