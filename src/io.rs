@@ -180,6 +180,25 @@ impl Input {
         Ok(Some((self.number, &self.cur[start..end])))
     }
 
+    /// The next chunk of whole lines as the reader thread made it (the buffer and how many of its
+    /// bytes are data), for stages that work on chunks in parallel; `None` at the end. Not to be
+    /// mixed with [`Input::next_line`]. Hand the buffer back with the [`Input::recycler`].
+    pub fn next_chunk(&mut self) -> io::Result<Option<(Vec<u8>, usize)>> {
+        let c = match self.next.take() {
+            Some(c) => c,
+            None => match self.chunks.recv() {
+                Ok(c) => c,
+                Err(_) => return Ok(None),
+            },
+        };
+        c.map(Some)
+    }
+
+    /// Where used chunk buffers go back to the reader thread.
+    pub fn recycler(&self) -> mpsc::SyncSender<Vec<u8>> {
+        self.spare.clone()
+    }
+
     /// Like [`Input::next_line`], flushing `out` first when no input is waiting.
     pub fn next_line_flushing(&mut self, out: &mut Output) -> io::Result<Option<(u64, &[u8])>> {
         if self.is_dry() {

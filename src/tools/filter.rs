@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use anyhow::Context;
 use clap::Parser;
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -127,64 +126,158 @@ impl Filter {
     }
 }
 
-/// Run `s3s-filter`.
-pub fn run(args: Args) -> anyhow::Result<Status> {
-    let filter = Filter::new(&args)?;
-    // A signal changes nothing but the bound: the input ends when upstream stops.
-    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
-    let mut out = Output::stdout();
-    let mut input = Input::stdin();
-    let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);
-    let mut text_buf = Vec::with_capacity(4096);
-    let mut ty_buf = Vec::new();
-    let mut counted = crate::metrics::events::LinesFiltered::new();
-    loop {
-        // Counters are published when the input runs dry and every 64Ki records, not per line.
-        if input.is_dry() {
-            out.flush()?;
-            counted.emit(seen, kept);
-        }
-        let Some((number, rec)) = input.next_line().context("reading stdin")? else { break };
-        if number & 0xffff == 0 {
-            counted.emit(seen, kept);
+/// What one chunk of input came to (computed on a worker thread).
+#[derive(Default)]
+struct ChunkResult {
+    out: Vec<u8>,
+    lines: u64,
+    seen: u64,
+    kept: u64,
+    /// (index of the line in the chunk, why, the line).
+    bad: Vec<(u64, String, Vec<u8>)>,
+}
+
+/// Filter every record of one chunk of whole lines into `r.out`.
+fn filter_chunk(filter: &Filter, data: &[u8], r: &mut ChunkResult, text_buf: &mut Vec<u8>, ty_buf: &mut Vec<u8>) {
+    let mut start = 0;
+    while start < data.len() {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let mut rec = &data[start..end];
+        start = end + 1;
+        let index = r.lines;
+        r.lines += 1;
+        if rec.last() == Some(&b'\r') {
+            rec = &rec[..rec.len() - 1];
         }
         if rec.is_empty() {
             continue;
         }
-        let fields = match scan::fields_decoding_line(rec, &mut text_buf) {
+        let fields = match scan::fields_decoding_line(rec, text_buf) {
             Ok(f) => f,
             Err(e) => {
-                report_bad_line(TOOL, number, &e.to_string(), rec);
-                bad += 1;
+                r.bad.push((index, e.to_string(), rec.to_vec()));
                 continue;
             }
         };
-        if scan::type_name(rec, fields.ty.expect("fields() checks type"), &mut ty_buf) != b"line" {
-            out.write_record_nl(rec)?;
+        if scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf) != b"line" {
+            r.out.extend_from_slice(rec);
+            r.out.push(b'\n');
             continue;
         }
-        let Some(raw) = fields.line.filter(|r| r.is_string) else {
-            report_bad_line(TOOL, number, "line record without a string \"line\"", rec);
-            bad += 1;
+        let Some(raw) = fields.line.filter(|l| l.is_string) else {
+            r.bad.push((index, "line record without a string \"line\"".into(), rec.to_vec()));
             continue;
         };
-        seen += 1;
+        r.seen += 1;
         let text = &text_buf[..];
         if !filter.keeps(text) {
             continue;
         }
-        kept += 1;
+        r.kept += 1;
         match filter.rewrite(text) {
-            Cow::Borrowed(_) => out.write_record_nl(rec)?,
+            Cow::Borrowed(_) => r.out.extend_from_slice(rec),
             Cow::Owned(new) => {
-                let buf = out.buf();
-                buf.extend_from_slice(&rec[..raw.start]);
-                scan::quote_into(&new, buf);
-                buf.extend_from_slice(&rec[raw.end..]);
-                buf.push(b'\n');
-                out.record_done()?;
+                r.out.extend_from_slice(&rec[..raw.start]);
+                scan::quote_into(&new, &mut r.out);
+                r.out.extend_from_slice(&rec[raw.end..]);
             }
         }
+        r.out.push(b'\n');
+    }
+}
+
+/// Run `s3s-filter`.
+///
+/// Chunks of whole lines (cut by the stdin reader thread) are filtered on worker threads, one
+/// chunk each, and written in input order by this thread: the per-line work (scan, decode,
+/// regex) uses both cores when they are free, and the output is the same, byte for byte, as
+/// a sequential filter's.
+pub fn run(args: Args) -> anyhow::Result<Status> {
+    use std::sync::{mpsc, Arc, Mutex};
+    let filter = Arc::new(Filter::new(&args)?);
+    // A signal changes nothing but the bound: the input ends when upstream stops.
+    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
+    let mut out = Output::stdout();
+    let mut input = Input::stdin();
+    let recycle = input.recycler();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>, usize)>(workers * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, ChunkResult)>(workers * 2);
+    let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    // The threads are not joined: when this thread returns (the end, or a closed stdout), the
+    // process exits, whatever they are waiting for.
+    let re = read_error.clone();
+    std::thread::Builder::new().name("dispatch".into()).spawn(move || {
+        let mut seq = 0u64;
+        loop {
+            match input.next_chunk() {
+                Ok(Some((buf, len))) => {
+                    if work_tx.send((seq, buf, len)).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    *re.lock().expect("not poisoned") = Some(e);
+                    return;
+                }
+            }
+        }
+    })?;
+    for i in 0..workers {
+        let (work_rx, done_tx, recycle, filter) = (work_rx.clone(), done_tx.clone(), recycle.clone(), filter.clone());
+        std::thread::Builder::new().name(format!("filter-{i}")).spawn(move || {
+            let (mut text_buf, mut ty_buf) = (Vec::with_capacity(4096), Vec::new());
+            loop {
+                let job = work_rx.lock().expect("not poisoned").recv();
+                let Ok((seq, buf, len)) = job else { return };
+                let mut r = ChunkResult { out: Vec::with_capacity(len), ..Default::default() };
+                filter_chunk(&filter, &buf[..len], &mut r, &mut text_buf, &mut ty_buf);
+                let _ = recycle.try_send(buf);
+                if done_tx.send((seq, r)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    }
+    drop(done_tx);
+    let (mut seen, mut kept, mut bad, mut lines) = (0u64, 0u64, 0u64, 0u64);
+    let mut counted = crate::metrics::events::LinesFiltered::new();
+    // Results in input order.
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut next = 0u64;
+    loop {
+        let (seq, r) = match done_rx.try_recv() {
+            Ok(x) => x,
+            Err(mpsc::TryRecvError::Empty) => {
+                // Nothing ready: flush, so records never wait while upstream is idle.
+                out.flush()?;
+                counted.emit(seen, kept);
+                match done_rx.recv() {
+                    Ok(x) => x,
+                    Err(_) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
+        waiting.insert(seq, r);
+        while let Some(r) = waiting.remove(&next) {
+            next += 1;
+            for (index, why, rec) in &r.bad {
+                report_bad_line(TOOL, lines + index + 1, why, rec);
+            }
+            bad += r.bad.len() as u64;
+            lines += r.lines;
+            seen += r.seen;
+            kept += r.kept;
+            out.buf().extend_from_slice(&r.out);
+            out.record_done()?;
+        }
+    }
+    if let Some(e) = read_error.lock().expect("not poisoned").take() {
+        return Err(anyhow::Error::new(e).context("reading stdin"));
     }
     counted.emit(seen, kept);
     out.flush()?;
