@@ -205,6 +205,10 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<(u64, ChunkResult)>(workers * 2);
     let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    // Output buffers go back to the workers once written (no fresh large allocation per chunk:
+    // those are mmap'd and page-faulted anew each time).
+    let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(workers * 4);
+    let pool_rx = Arc::new(Mutex::new(pool_rx));
     // The threads are not joined: when this thread returns (the end, or a closed stdout), the
     // process exits, whatever they are waiting for.
     let re = read_error.clone();
@@ -228,12 +232,16 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     })?;
     for i in 0..workers {
         let (work_rx, done_tx, recycle, filter) = (work_rx.clone(), done_tx.clone(), recycle.clone(), filter.clone());
+        let pool_rx = pool_rx.clone();
         std::thread::Builder::new().name(format!("filter-{i}")).spawn(move || {
             let (mut text_buf, mut ty_buf) = (Vec::with_capacity(4096), Vec::new());
             loop {
                 let job = work_rx.lock().expect("not poisoned").recv();
                 let Ok((seq, buf, len)) = job else { return };
-                let mut r = ChunkResult { out: Vec::with_capacity(len), ..Default::default() };
+                let mut out = pool_rx.lock().expect("not poisoned").try_recv().unwrap_or_default();
+                out.clear();
+                out.reserve(len);
+                let mut r = ChunkResult { out, ..Default::default() };
                 filter_chunk(&filter, &buf[..len], &mut r, &mut text_buf, &mut ty_buf);
                 let _ = recycle.try_send(buf);
                 if done_tx.send((seq, r)).is_err() {
@@ -274,6 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             kept += r.kept;
             out.buf().extend_from_slice(&r.out);
             out.record_done()?;
+            let _ = pool_tx.try_send(r.out);
         }
     }
     if let Some(e) = read_error.lock().expect("not poisoned").take() {
