@@ -237,7 +237,11 @@ fn two_pipelines_share_a_queue() {
     let p = |o: &std::path::Path| {
         format!("s3s-poll --queue-url {} --once --batch 2 | s3s-cat | tee {} | s3s-ack", f.queue_url, o.display())
     };
-    let (code, _, err) = sh(&format!("({}) & ({}) & wait %1 && wait %2", p(&o1), p(&o2)));
+    let (code, _, err) = sh(&format!(
+        "({}) & a=$!; ({}) & b=$!; wait $a; ra=$?; wait $b; rb=$?; exit $((ra | rb))",
+        p(&o1),
+        p(&o2)
+    ));
     assert_eq!(code, 0, "{err}");
     let (mut got, e1) = delivered(&o1);
     let (got2, e2) = delivered(&o2);
