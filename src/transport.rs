@@ -120,8 +120,10 @@ impl std::fmt::Display for Server {
 // No doc comment on the struct itself: clap would take it for the tool's about text.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TransportArgs {
-    /// Bytes of already written messages kept to send again after a TCP/TLS reconnect.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    /// Bytes of already written messages kept to send again after a TCP/TLS reconnect. Lines
+    /// are lost on a receiver restart only if more than this was unread (socket buffers at both
+    /// ends, Linux: tcp_wmem's and the receiver's tcp_rmem's largest size).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub resend_window: usize,
 
     /// Send at most N messages per second (0: no limit); useful with UDP, whose receivers drop
