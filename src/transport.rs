@@ -544,6 +544,23 @@ impl Control for LinkControl {
     }
 }
 
+/// Run a line-per-message publisher (`s3s-syslog`, `s3s-gelf`) with [`crate::sink::run`]:
+/// `make` builds it around its [`Link`], or around none on a dry run (no server contacted).
+pub fn run_publisher<P: crate::sink::Publisher>(
+    driver: crate::sink::Driver<'_>,
+    opts: LinkOptions,
+    make: impl FnOnce(Option<Link>) -> P,
+) -> anyhow::Result<crate::cli::Status> {
+    let dry_run = driver.args.dry_run;
+    crate::sink::run(driver, move |reporter| {
+        if dry_run {
+            return Ok((make(None), Arc::new(crate::sink::NoControl) as Arc<dyn Control>));
+        }
+        let (link, control) = Link::start(opts, reporter).map_err(crate::cli::UsageError)?;
+        Ok((make(Some(link)), Arc::new(control) as Arc<dyn Control>))
+    })
+}
+
 /// A token bucket for `--max-rate`.
 #[derive(Default)]
 struct Rate {

@@ -1249,11 +1249,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let https = connector(&args)?;
     let dead_letter = match &args.dead_letter {
         Some(p) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| UsageError(format!("--dead-letter {}: {e}", p.display())))?;
+            let f = crate::cli::open_append("--dead-letter", p)?;
             Some(Mutex::new((p.clone(), f)))
         }
         None => None,

@@ -16,8 +16,8 @@ use clap::Parser;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::{self, quote_into};
-use crate::sink::{self, Control, Driver, Line, NoControl, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{Chunker, Link, Server, TransportArgs};
+use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
+use crate::transport::{self, Chunker, Link, Server, TransportArgs};
 
 const TOOL: &str = "s3s-gelf";
 /// GELF's limit on the chunks of one message.
@@ -439,27 +439,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let format = Format::new(&args, &server)?;
     let dead_letter = match &args.dead_letter {
         Some(p) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| UsageError(format!("--dead-letter {}: {e}", p.display())))?;
+            let f = crate::cli::open_append("--dead-letter", p)?;
             Some(Arc::new(Mutex::new((p.clone(), f))))
         }
         None => None,
     };
     let dead = Arc::new(AtomicU64::new(0));
     let driver = Driver { tool: TOOL, args: &args.sink, field: Some(args.time_field.clone()) };
-    let dry_run = args.sink.dry_run;
     let link_opts = args.transport.link_options(server.clone(), TOOL, server.is_udp().then(|| chunker(args.chunk_size as usize)));
-    let publisher = GelfPublisher { format, server: server.to_string(), stream: !server.is_udp(), link: None, dead_letter, dead: dead.clone() };
-    let status = sink::run(driver, move |reporter| {
-        if dry_run {
-            return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
-        }
-        let (link, control) = Link::start(link_opts, reporter).map_err(UsageError)?;
-        Ok((GelfPublisher { link: Some(link), ..publisher }, Arc::new(control) as Arc<dyn Control>))
-    })?;
+    let stream = !server.is_udp();
+    let server = server.to_string();
+    let status = transport::run_publisher(driver, link_opts, |link| GelfPublisher { format, server, stream, link, dead_letter, dead: dead.clone() })?;
     let d = dead.load(Ordering::Relaxed);
     if d > 0 {
         eprintln!("{TOOL}: {d} message{} too large for {MAX_CHUNKS} chunks", if d == 1 { "" } else { "s" });
@@ -470,6 +460,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn event_times() {
         assert_eq!(event_seconds(b"2026-11-28T17:00:00.123Z").as_deref(), Some("1795885200.123"));

@@ -22,8 +22,8 @@ use clap::Parser;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::quote_into;
-use crate::sink::{self, Control, Driver, Line, NoControl, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{Link, Server, TransportArgs};
+use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
+use crate::transport::{self, Link, Server, TransportArgs};
 
 const TOOL: &str = "s3s-syslog";
 
@@ -525,16 +525,8 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let truncated = format.truncated.clone();
     let max_message = format.max_message;
     let driver = Driver { tool: TOOL, args: &args.sink, field: args.severity_field.clone() };
-    let dry_run = args.sink.dry_run;
     let link_opts = args.transport.link_options(server.clone(), TOOL, None);
-    let status = sink::run(driver, move |reporter| {
-        let publisher = SyslogPublisher { format, server: server.to_string(), link: None, msg: Vec::with_capacity(1024) };
-        if dry_run {
-            return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
-        }
-        let (link, control) = Link::start(link_opts, reporter).map_err(UsageError)?;
-        Ok((SyslogPublisher { link: Some(link), ..publisher }, Arc::new(control) as Arc<dyn Control>))
-    })?;
+    let status = transport::run_publisher(driver, link_opts, |link| SyslogPublisher { format, server: server.to_string(), link, msg: Vec::with_capacity(1024) })?;
     let t = truncated.load(Ordering::Relaxed);
     if t > 0 {
         eprintln!("{TOOL}: {t} line{} truncated to --max-message {max_message} bytes", if t == 1 { "" } else { "s" });
@@ -545,6 +537,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn facilities_and_severities() {
         assert_eq!(parse_facility("local3"), Ok(19));

@@ -201,16 +201,21 @@ pub fn sent(input: &str) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Run a stage with `stdin` as input.
-pub fn run(tool: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin(tool))
+/// Start a stage with piped stdin, stdout and stderr and the given drain timeout.
+fn spawn(tool: &str, args: &[&str], drain_timeout: &str) -> Child {
+    Command::new(bin(tool))
         .args(args)
-        .env("S3S_DRAIN_TIMEOUT", "20s")
+        .env("S3S_DRAIN_TIMEOUT", drain_timeout)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Run a stage with `stdin` as input.
+pub fn run(tool: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = spawn(tool, args, "20s");
     let mut w = child.stdin.take().unwrap();
     let data = stdin.to_string();
     let feeder = std::thread::spawn(move || {
@@ -404,16 +409,9 @@ fn severity_from_a_field() {
 pub fn restart_mid_stream(r: &mut Receiver, file: &str, tool: &str, args: &[&str], input: &str, n: usize) -> f64 {
     let before = r.count(file);
     let prom = r.dir.join(format!("{tool}.prom"));
-    let mut child = Command::new(bin(tool))
-        .args(args)
-        .arg("--metrics-file")
-        .arg(&prom)
-        .env("S3S_DRAIN_TIMEOUT", "60s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let prom_arg = prom.display().to_string();
+    let args: Vec<&str> = args.iter().copied().chain(["--metrics-file", &prom_arg]).collect();
+    let mut child = spawn(tool, &args, "60s");
     let mut w = child.stdin.take().unwrap();
     let lines: Vec<String> = input.lines().map(str::to_string).collect();
     let feeder = std::thread::spawn(move || {
@@ -477,14 +475,7 @@ fn tls_client_certificate_for_a_receiver_that_requires_one() {
     assert!(got.iter().all(|g| g["src"] == "s5424mtls"), "{}", got[0]);
     compare("syslog-ng tls with a client certificate", &got, &sent(&inp), true, false);
 
-    let mut child = Command::new(bin("s3s-syslog"))
-        .args(["--server", &server, "--tls-ca", &ca])
-        .env("S3S_DRAIN_TIMEOUT", "2s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn("s3s-syslog", &["--server", &server, "--tls-ca", &ca], "2s");
     child.stdin.take().unwrap().write_all(input(10, "nocert").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
