@@ -123,3 +123,13 @@ fn outcome(tool: &str, result: anyhow::Result<Status>) -> (crate::metrics::Outco
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Open a file named by `flag` for appending records (a dead-letter file), created if missing;
+/// a failure is a usage error naming the flag and the file.
+pub fn open_append(flag: &str, path: &std::path::Path) -> Result<std::fs::File, UsageError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| UsageError(format!("{flag} {}: {e}", path.display())))
+}

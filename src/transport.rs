@@ -14,6 +14,9 @@
 //!   window** (the last `--resend-window` bytes written on the broken connection, which the
 //!   receiver may never have read: its socket buffer dies with it), then the batch that failed.
 //!   Duplicates after a reconnect are possible, losses within the window are not.
+//!   Each connection attempt made because the previous attempt failed or the connection broke
+//!   (a failed write, the receiver closing it) counts as one retry
+//!   (`s3s_publish_retries_total`); the first connect does not, and neither do datagrams.
 //!   Before each batch the socket is peeked (non-blocking): a receiver never talks, so EOF or a
 //!   reset there means the connection is dead before our bytes go into it.
 //! - datagram transports (`udp://`, `unix://` datagram sockets such as /dev/log): delivered =
@@ -29,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::metrics::events;
 use crate::sink::{Control, Reporter, Ticket};
 
 /// Bytes queued for the writer before `publish` waits.
@@ -111,6 +115,59 @@ impl std::fmt::Display for Server {
     }
 }
 
+/// The transport flags `s3s-syslog` and `s3s-gelf` share (flattened into their `Args`, after
+/// their own flags; `--server` stays with each tool: its default ports and variable differ).
+// No doc comment on the struct itself: clap would take it for the tool's about text.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransportArgs {
+    /// Bytes of already written messages kept to send again after a TCP/TLS reconnect. Lines
+    /// are lost on a receiver restart only if more than this was unread (socket buffers at both
+    /// ends, Linux: tcp_wmem's and the receiver's tcp_rmem's largest size).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub resend_window: usize,
+
+    /// Send at most N messages per second (0: no limit); useful with UDP, whose receivers drop
+    /// what they cannot keep up with.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_rate: u64,
+
+    /// PEM file of the CA certificate(s) to trust for tls:// (default: the system's).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Name to check the server's certificate against (default: the host in --server).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// PEM file of the client certificate (chain) to present on tls://, for receivers that
+    /// require one; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TransportArgs {
+    /// The writer thread's options for `server`.
+    pub fn link_options(&self, server: Server, tool: &'static str, chunker: Option<Chunker>) -> LinkOptions {
+        LinkOptions {
+            server,
+            tls: TlsOptions {
+                ca: self.tls_ca.clone(),
+                server_name: self.tls_server_name.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
+            resend_window: self.resend_window,
+            max_rate: self.max_rate,
+            tool,
+            chunker,
+        }
+    }
+}
+
 /// TLS settings (`tls://` only).
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -118,25 +175,40 @@ pub struct TlsOptions {
     pub ca: Option<PathBuf>,
     /// Name to verify the server's certificate against (default: the URL's host).
     pub server_name: Option<String>,
+    /// PEM files of the client certificate chain and its key (both or neither).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The CA certificates of a PEM file, as roots to trust; errors name `flag` and the file.
+/// Shared with `s3s-es` (`--ca-cert`).
+pub fn load_roots(flag: &str, path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(flag, path)? {
+        roots.add(c).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+/// The certificates of a PEM file (at least one).
+fn load_certs(flag: &str, path: &std::path::Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{flag} {}: no certificate in it", path.display()));
+    }
+    Ok(certs)
 }
 
 /// Build a rustls client configuration (aws-lc-rs, the provider the AWS SDK already uses).
 pub fn tls_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match &opts.ca {
-        Some(path) => {
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("--tls-ca {}: no certificate in it", path.display()));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
-            }
-        }
+    let roots = match &opts.ca {
+        Some(path) => load_roots("--tls-ca", path)?,
         None => {
+            let mut roots = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             for c in found.certs {
                 let _ = roots.add(c);
@@ -144,14 +216,31 @@ pub fn tls_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, String
             if roots.is_empty() {
                 return Err("no system CA certificates found: give --tls-ca FILE".into());
             }
+            roots
         }
-    }
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match (&opts.cert, &opts.key) {
+        (Some(cert), Some(key)) => {
+            let chain = load_certs("--tls-cert", cert)?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+                rustls_pki_types::pem::Error::NoItemsFound => format!("--tls-key {}: no private key in it", key.display()),
+                e => format!("--tls-key {}: {e}", key.display()),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => format!("--tls-key does not belong to --tls-cert {}", cert.display()),
+                    e => format!("--tls-cert {} with --tls-key: {e}", cert.display()),
+                })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     Ok(Arc::new(config))
 }
 
@@ -241,6 +330,9 @@ fn open(server: &Server, tls: Option<&(Arc<rustls::ClientConfig>, rustls_pki_typ
             while s.conn.is_handshaking() {
                 s.conn.complete_io(&mut s.sock)?;
             }
+            if s.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                settle_tls13(&mut s)?;
+            }
             Ok(Conn::Tls(Box::new(s)))
         }
         Server::Udp(a) => {
@@ -264,6 +356,27 @@ fn open(server: &Server, tls: Option<&(Arc<rustls::ClientConfig>, rustls_pki_typ
             }
         }
     }
+}
+
+/// How long to wait after a TLS 1.3 handshake for the server's verdict on our certificate.
+const TLS13_SETTLE: Duration = Duration::from_millis(500);
+
+/// In TLS 1.3 the client's handshake ends before the server has checked the client's
+/// certificate (or noticed there is none): a refusal comes as an alert afterwards, and would
+/// otherwise surface only as a broken pipe some writes later. So wait briefly for the server's
+/// first record: session tickets (OpenSSL sends them once it accepted the client) mean the
+/// connection stands; an alert becomes this connect's error ("received fatal alert:
+/// CertificateRequired"); silence until [`TLS13_SETTLE`] is taken as acceptance.
+fn settle_tls13(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> io::Result<()> {
+    s.sock.set_read_timeout(Some(TLS13_SETTLE))?;
+    let result = match s.conn.read_tls(&mut s.sock) {
+        Ok(0) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the server closed the connection after the TLS handshake")),
+        Ok(_) => s.conn.process_new_packets().map(drop).map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, format!("TLS: {e}"))),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(()),
+        Err(e) => Err(e),
+    };
+    s.sock.set_read_timeout(None)?;
+    result
 }
 
 /// One batch of messages: their bytes back to back, each message's end offset and ticket.
@@ -357,7 +470,7 @@ impl Link {
             work: Condvar::new(),
             room: Condvar::new(),
         });
-        let writer = Writer { opts, tls, shared: shared.clone(), reporter, conn: None, window: VecDeque::new(), window_bytes: 0, rate: Rate::default(), warned_udp: false, last_warn: None };
+        let writer = Writer { opts, tls, shared: shared.clone(), reporter, conn: None, window: VecDeque::new(), window_bytes: 0, rate: Rate::default(), warned_udp: false, last_warn: None, broken: false };
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run())
@@ -431,6 +544,23 @@ impl Control for LinkControl {
     }
 }
 
+/// Run a line-per-message publisher (`s3s-syslog`, `s3s-gelf`) with [`crate::sink::run`]:
+/// `make` builds it around its [`Link`], or around none on a dry run (no server contacted).
+pub fn run_publisher<P: crate::sink::Publisher>(
+    driver: crate::sink::Driver<'_>,
+    opts: LinkOptions,
+    make: impl FnOnce(Option<Link>) -> P,
+) -> anyhow::Result<crate::cli::Status> {
+    let dry_run = driver.args.dry_run;
+    crate::sink::run(driver, move |reporter| {
+        if dry_run {
+            return Ok((make(None), Arc::new(crate::sink::NoControl) as Arc<dyn Control>));
+        }
+        let (link, control) = Link::start(opts, reporter).map_err(crate::cli::UsageError)?;
+        Ok((make(Some(link)), Arc::new(control) as Arc<dyn Control>))
+    })
+}
+
 /// A token bucket for `--max-rate`.
 #[derive(Default)]
 struct Rate {
@@ -470,6 +600,8 @@ struct Writer {
     warned_udp: bool,
     /// When a connect failure was last logged at warn level.
     last_warn: Option<Instant>,
+    /// The last connect failed or the connection broke: the next connect is a retry.
+    broken: bool,
 }
 
 impl Writer {
@@ -515,14 +647,22 @@ impl Writer {
             if self.conn.as_ref().is_some_and(|c| c.peer_gone()) {
                 tracing::warn!("{}: the receiver closed the connection; reconnecting", self.opts.server);
                 self.conn = None;
+                self.broken = true;
             }
             if self.conn.is_none() {
+                if self.broken {
+                    // One retry: a connection attempt made because the last one failed or the
+                    // connection broke (see `s3s_publish_retries_total` in s3s(7)).
+                    events::publish_retries(1);
+                }
                 match self.reconnect() {
                     Ok(()) => {
                         backoff = BACKOFF_MIN;
                         self.last_warn = None;
+                        self.broken = false;
                     }
                     Err(e) => {
+                        self.broken = true;
                         // A server that stays away: say so at first, then every 30 s.
                         let now = Instant::now();
                         if self.last_warn.is_none_or(|t| now - t >= Duration::from_secs(30)) {
@@ -569,6 +709,7 @@ impl Writer {
                 Err(e) => {
                     tracing::warn!("{}: {e}; reconnecting", self.opts.server);
                     self.conn = None;
+                    self.broken = true;
                     if self.aborted() {
                         return false;
                     }

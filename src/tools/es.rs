@@ -1204,7 +1204,6 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
 /// The HTTPS connector: the system's roots, --ca-cert's, or none checked (--insecure).
 fn connector(args: &Args) -> Result<Https, UsageError> {
-    use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -1223,17 +1222,7 @@ fn connector(args: &Args) -> Result<Https, UsageError> {
     let builder = if args.insecure {
         builder.with_tls_config(tls(None)?)
     } else if let Some(path) = &args.ca_cert {
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
-        for c in certs {
-            let c = c.map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
-            roots.add(c).map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
-        }
-        if roots.is_empty() {
-            return Err(UsageError(format!("--ca-cert {}: no certificate in it", path.display())));
-        }
-        builder.with_tls_config(tls(Some(roots))?)
+        builder.with_tls_config(tls(Some(crate::transport::load_roots("--ca-cert", path).map_err(UsageError)?))?)
     } else {
         builder
             .with_provider_and_native_roots(provider.clone())
@@ -1260,11 +1249,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let https = connector(&args)?;
     let dead_letter = match &args.dead_letter {
         Some(p) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| UsageError(format!("--dead-letter {}: {e}", p.display())))?;
+            let f = crate::cli::open_append("--dead-letter", p)?;
             Some(Mutex::new((p.clone(), f)))
         }
         None => None,
@@ -1346,13 +1331,6 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn command_is_consistent() {
-        Args::command().debug_assert();
-    }
-
     #[test]
     fn dates_round_trip() {
         for days in [-800_000i64, -1, 0, 1, 59, 10_957, 20_000, 20_785, 2_932_896] {

@@ -16,8 +16,8 @@ use clap::Parser;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::{self, quote_into};
-use crate::sink::{self, Control, Driver, Line, NoControl, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{Chunker, Link, LinkOptions, Server, TlsOptions};
+use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
+use crate::transport::{self, Chunker, Link, Server, TransportArgs};
 
 const TOOL: &str = "s3s-gelf";
 /// GELF's limit on the chunks of one message.
@@ -54,6 +54,7 @@ const CHUNK_HEADER: usize = 12;
     s3s-gelf --server udp://graylog:12201 --compress zlib --chunk-size 8154   # LAN, jumbo-free
     s3s-gelf --server tcp://graylog:12201 --field source=cloudfront --field env=prod
     s3s-gelf --server tls://graylog:12201 --tls-ca /etc/s3s/ca.pem
+    s3s-gelf --server tls://graylog:12201 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
     s3s-gelf --server udp://graylog:12201 --dead-letter /var/spool/s3s/gelf-too-big.ndjson
     s3s-cat access.log | s3s-gelf --server udp://x:1 --dry-run 2>&1 >/dev/null | jq .
 
@@ -105,21 +106,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
 
-    /// Bytes of already written messages kept to send again after a TCP/TLS reconnect.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    pub resend_window: usize,
-
-    /// Send at most N messages per second (0: no limit); receivers drop UDP bursts.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_rate: u64,
-
-    /// PEM file of the CA certificate(s) to trust for tls:// (default: the system's).
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-
-    /// Name to check the server's certificate against (default: the host in --server).
-    #[arg(long, value_name = "NAME")]
-    pub tls_server_name: Option<String>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 
     #[command(flatten)]
     pub sink: SinkArgs,
@@ -451,34 +439,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let format = Format::new(&args, &server)?;
     let dead_letter = match &args.dead_letter {
         Some(p) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| UsageError(format!("--dead-letter {}: {e}", p.display())))?;
+            let f = crate::cli::open_append("--dead-letter", p)?;
             Some(Arc::new(Mutex::new((p.clone(), f))))
         }
         None => None,
     };
     let dead = Arc::new(AtomicU64::new(0));
     let driver = Driver { tool: TOOL, args: &args.sink, field: Some(args.time_field.clone()) };
-    let dry_run = args.sink.dry_run;
-    let link_opts = LinkOptions {
-        server: server.clone(),
-        tls: TlsOptions { ca: args.tls_ca.clone(), server_name: args.tls_server_name.clone() },
-        resend_window: args.resend_window,
-        max_rate: args.max_rate,
-        tool: TOOL,
-        chunker: server.is_udp().then(|| chunker(args.chunk_size as usize)),
-    };
-    let publisher = GelfPublisher { format, server: server.to_string(), stream: !server.is_udp(), link: None, dead_letter, dead: dead.clone() };
-    let status = sink::run(driver, move |reporter| {
-        if dry_run {
-            return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
-        }
-        let (link, control) = Link::start(link_opts, reporter).map_err(UsageError)?;
-        Ok((GelfPublisher { link: Some(link), ..publisher }, Arc::new(control) as Arc<dyn Control>))
-    })?;
+    let link_opts = args.transport.link_options(server.clone(), TOOL, server.is_udp().then(|| chunker(args.chunk_size as usize)));
+    let stream = !server.is_udp();
+    let server = server.to_string();
+    let status = transport::run_publisher(driver, link_opts, |link| GelfPublisher { format, server, stream, link, dead_letter, dead: dead.clone() })?;
     let d = dead.load(Ordering::Relaxed);
     if d > 0 {
         eprintln!("{TOOL}: {d} message{} too large for {MAX_CHUNKS} chunks", if d == 1 { "" } else { "s" });
@@ -489,12 +460,6 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn command_is_consistent() {
-        Args::command().debug_assert();
-    }
 
     #[test]
     fn event_times() {

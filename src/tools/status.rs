@@ -469,13 +469,6 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn args() {
-        Args::command().debug_assert();
-    }
-
     #[test]
     fn durations_read_well() {
         assert_eq!(took(1234), "1.2s");

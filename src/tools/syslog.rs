@@ -22,8 +22,8 @@ use clap::Parser;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::quote_into;
-use crate::sink::{self, Control, Driver, Line, NoControl, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{Link, LinkOptions, Server, TlsOptions};
+use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
+use crate::transport::{self, Link, Server, TransportArgs};
 
 const TOOL: &str = "s3s-syslog";
 
@@ -56,6 +56,7 @@ const TOOL: &str = "s3s-syslog";
     s3s-poll | s3s-cat | s3s-syslog --server tcp://logs:601 | s3s-ack
     s3s-syslog --server udp://127.0.0.1:514 --rfc 3164 --facility local3 --app-name cdn
     s3s-syslog --server tls://logs.example:6514 --tls-ca /etc/s3s/ca.pem
+    s3s-syslog --server tls://logs.example:6514 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
     s3s-syslog --server unix:///dev/log --rfc 3164
     s3s-syslog --server tcp://logs:514 --framing lf          # for receivers without RFC 6587
     s3s-syslog --server tcp://logs:601 --severity-field level   # \"level\":\"warning\" per record
@@ -138,22 +139,8 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(480..=1_048_576))]
     pub max_message: Option<u32>,
 
-    /// Bytes of already written messages kept to send again after a TCP/TLS reconnect.
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
-    pub resend_window: usize,
-
-    /// Send at most N messages per second (0: no limit); useful with UDP, which drops
-    /// what a receiver cannot keep up with.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub max_rate: u64,
-
-    /// PEM file of the CA certificate(s) to trust for tls:// (default: the system's).
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<std::path::PathBuf>,
-
-    /// Name to check the server's certificate against (default: the host in --server).
-    #[arg(long, value_name = "NAME")]
-    pub tls_server_name: Option<String>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 
     #[command(flatten)]
     pub sink: SinkArgs,
@@ -538,23 +525,8 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let truncated = format.truncated.clone();
     let max_message = format.max_message;
     let driver = Driver { tool: TOOL, args: &args.sink, field: args.severity_field.clone() };
-    let dry_run = args.sink.dry_run;
-    let link_opts = LinkOptions {
-        server: server.clone(),
-        tls: TlsOptions { ca: args.tls_ca.clone(), server_name: args.tls_server_name.clone() },
-        resend_window: args.resend_window,
-        max_rate: args.max_rate,
-        tool: TOOL,
-        chunker: None,
-    };
-    let status = sink::run(driver, move |reporter| {
-        let publisher = SyslogPublisher { format, server: server.to_string(), link: None, msg: Vec::with_capacity(1024) };
-        if dry_run {
-            return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
-        }
-        let (link, control) = Link::start(link_opts, reporter).map_err(UsageError)?;
-        Ok((SyslogPublisher { link: Some(link), ..publisher }, Arc::new(control) as Arc<dyn Control>))
-    })?;
+    let link_opts = args.transport.link_options(server.clone(), TOOL, None);
+    let status = transport::run_publisher(driver, link_opts, |link| SyslogPublisher { format, server: server.to_string(), link, msg: Vec::with_capacity(1024) })?;
     let t = truncated.load(Ordering::Relaxed);
     if t > 0 {
         eprintln!("{TOOL}: {t} line{} truncated to --max-message {max_message} bytes", if t == 1 { "" } else { "s" });
@@ -565,12 +537,6 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn command_is_consistent() {
-        Args::command().debug_assert();
-    }
 
     #[test]
     fn facilities_and_severities() {

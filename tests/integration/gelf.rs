@@ -3,12 +3,12 @@
 //! started by the test from `scripts/receivers/`. Each test compares what arrived with what
 //! was sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::syslog::{ends, run, Receiver};
+use crate::syslog::{ends, restart_mid_stream, run, Receiver};
 
 /// `n` line records over two objects, sizes from a few bytes to ~`max` bytes of poorly
 /// compressible text (so that compressed messages still need chunks); every third with an
@@ -154,4 +154,31 @@ fn tcp_nul_framed_via_syslog_ng() {
 fn compression_over_tcp_is_a_usage_error() {
     let out = run("s3s-gelf", &["--server", "tcp://127.0.0.1:1", "--compress", "gzip"], "");
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The GELF receiver (syslog-ng, NUL-framed over TCP, then over TLS) is stopped in the middle
+/// of 200k lines and started again: every line arrives (duplicates allowed: the resend window),
+/// both end records are forwarded, and the retries are counted.
+#[test]
+fn tcp_and_tls_receiver_restarted_mid_stream_loses_nothing() {
+    let mut r = Receiver::syslog_ng("gelfrestart");
+    let ca = r.dir.join("ca.pem").display().to_string();
+    let n = 200_000;
+    let mut total = 0;
+    for (scheme, port) in [("tcp", r.ports[4]), ("tls", r.ports[7])] {
+        let (inp, sent) = input(n, &format!("restart-{scheme}"), 300);
+        let server = format!("{scheme}://localhost:{port}");
+        let retries = restart_mid_stream(&mut r, "gelf.jsonl", "s3s-gelf", &["--server", &server, "--tls-ca", &ca, "--host", "edge-9"], &inp, n);
+        total += n;
+        let got = r.wait_for("gelf.jsonl", total, Duration::from_secs(60));
+        assert!(r.records("bad.jsonl").is_empty(), "{scheme}: frames that were not JSON: {:?}", r.records("bad.jsonl"));
+        let tag = format!(" restart-{scheme}\t");
+        let got: Vec<&str> = got.iter().filter_map(|g| g["short_message"].as_str()).filter(|m| m.contains(&tag)).collect();
+        let distinct: BTreeSet<&str> = got.iter().copied().collect();
+        let want: BTreeSet<&str> = sent.iter().map(|s| s["line"].as_str().unwrap()).collect();
+        let missing: Vec<_> = want.difference(&distinct).take(3).collect();
+        assert!(missing.is_empty(), "gelf {scheme}: {} of {n} lines missing, e.g. {missing:?}", want.difference(&distinct).count());
+        assert!(distinct.is_subset(&want), "gelf {scheme}: messages that were never sent arrived");
+        eprintln!("gelf {scheme} restart: {} messages for {n} lines ({} duplicates), {} retries", got.len(), got.len() - distinct.len(), retries);
+    }
 }

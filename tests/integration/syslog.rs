@@ -38,10 +38,12 @@ impl Receiver {
         Receiver::start("rsyslog", test, 2)
     }
 
-    /// syslog-ng: ports 5424/tcp, 5424/udp, 3164/tcp (LF), 3164/udp, GELF/tcp (NUL), 5424/tls;
-    /// a unix datagram socket at dir/log.sock; output out.jsonl and gelf.jsonl.
+    /// syslog-ng: ports 5424/tcp, 5424/udp, 3164/tcp (LF), 3164/udp, GELF/tcp (NUL), 5424/tls,
+    /// 5424/tls requiring a client certificate (dir/client.pem, dir/client.key), GELF/tls (NUL);
+    /// a unix datagram socket at dir/log.sock; output out.jsonl and gelf.jsonl; dir/ca.pem is
+    /// the CA of the server and client certificates.
     pub fn syslog_ng(test: &str) -> Receiver {
-        Receiver::start("syslog-ng", test, 6)
+        Receiver::start("syslog-ng", test, 8)
     }
 
     /// graygelf's GELF UDP server on ports[0]; output gelf.jsonl.
@@ -199,16 +201,21 @@ pub fn sent(input: &str) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Run a stage with `stdin` as input.
-pub fn run(tool: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(bin(tool))
+/// Start a stage with piped stdin, stdout and stderr and the given drain timeout.
+fn spawn(tool: &str, args: &[&str], drain_timeout: &str) -> Child {
+    Command::new(bin(tool))
         .args(args)
-        .env("S3S_DRAIN_TIMEOUT", "20s")
+        .env("S3S_DRAIN_TIMEOUT", drain_timeout)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Run a stage with `stdin` as input.
+pub fn run(tool: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = spawn(tool, args, "20s");
     let mut w = child.stdin.take().unwrap();
     let data = stdin.to_string();
     let feeder = std::thread::spawn(move || {
@@ -395,6 +402,49 @@ fn severity_from_a_field() {
     assert_eq!(sev, [("m0", "3"), ("m1", "4"), ("m2", "7"), ("m3", "5")].map(|(a, b)| (a.to_string(), b.to_string())).into());
 }
 
+/// Feed `input` (records of `n` lines) to `tool args...` at ~100k lines/s, stop `r` once a
+/// quarter of the lines are in its `file` and start it again half a second later; check that
+/// the tool noticed, exited 0 and forwarded both end records, and that it counted retries.
+/// Returns its `s3s_publish_retries_total` (from its --metrics-file, written at exit).
+pub fn restart_mid_stream(r: &mut Receiver, file: &str, tool: &str, args: &[&str], input: &str, n: usize) -> f64 {
+    let before = r.count(file);
+    let prom = r.dir.join(format!("{tool}.prom"));
+    let prom_arg = prom.display().to_string();
+    let args: Vec<&str> = args.iter().copied().chain(["--metrics-file", &prom_arg]).collect();
+    let mut child = spawn(tool, &args, "60s");
+    let mut w = child.stdin.take().unwrap();
+    let lines: Vec<String> = input.lines().map(str::to_string).collect();
+    let feeder = std::thread::spawn(move || {
+        // Paced so that the restart falls in the middle.
+        for chunk in lines.chunks(1000) {
+            let mut buf = chunk.join("\n");
+            buf.push('\n');
+            w.write_all(buf.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.count(file) < before + n / 4 {
+        assert!(Instant::now() < deadline, "{}: only {} lines in 30 s", r.kind, r.count(file));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.restart(Duration::from_millis(500));
+    feeder.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(stderr.contains("reconnect"), "the restart was noticed: {stderr}");
+    assert_eq!(ends(&out).len(), 2, "{stderr}");
+    let text = std::fs::read_to_string(&prom).unwrap_or_else(|e| panic!("{}: {e}", prom.display()));
+    let retries = text
+        .lines()
+        .find(|l| l.starts_with("s3s_publish_retries_total{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no s3s_publish_retries_total in {text}"));
+    assert!(retries > 0.0, "{tool} counted no retry across the restart:\n{text}");
+    retries
+}
+
 /// The receiver is stopped in the middle of the stream and started again a second later:
 /// every line arrives (some twice: the resend window), every end record is forwarded.
 #[test]
@@ -403,42 +453,45 @@ fn tcp_receiver_restarted_mid_stream_loses_nothing() {
     let n = 200_000;
     let inp = input(n, "restart");
     let server = format!("tcp://127.0.0.1:{}", r.ports[1]);
-    let mut child = Command::new(bin("s3s-syslog"))
-        .args(["--server", &server])
-        .env("S3S_DRAIN_TIMEOUT", "60s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = child.stdin.take().unwrap();
-    let lines: Vec<String> = inp.lines().map(str::to_string).collect();
-    let feeder = std::thread::spawn(move || {
-        // Paced so that the restart falls in the middle: ~100k lines/s.
-        for chunk in lines.chunks(1000) {
-            let mut buf = chunk.join("\n");
-            buf.push('\n');
-            w.write_all(buf.as_bytes()).unwrap();
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
-    // Wait until a good part arrived, then restart the receiver.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while r.count("out.jsonl") < n / 4 {
-        assert!(Instant::now() < deadline, "rsyslog got only {} lines in 30 s", r.count("out.jsonl"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    r.restart(Duration::from_millis(500));
-    feeder.join().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
-    assert!(stderr.contains("reconnect"), "the restart was noticed: {stderr}");
-    assert_eq!(ends(&out).len(), 2, "{stderr}");
+    let retries = restart_mid_stream(&mut r, "out.jsonl", "s3s-syslog", &["--server", &server], &inp, n);
     let got = r.wait_for("out.jsonl", n, Duration::from_secs(30));
     compare("rsyslog restarted mid-stream", &got, &sent(&inp), true, true);
     let distinct: BTreeSet<&str> = got.iter().map(|g| g["msg"].as_str().unwrap()).collect();
-    eprintln!("restart: {} messages received for {n} lines ({} duplicates)", got.len(), got.len() - distinct.len());
+    eprintln!("restart: {} messages received for {n} lines ({} duplicates), {} retries", got.len(), got.len() - distinct.len(), retries);
+}
+
+/// A receiver that requires a client certificate (syslog-ng, peer-verify(required-trusted)):
+/// with --tls-cert/--tls-key every line arrives; without, the refusal is named on stderr and
+/// the end records are withheld (exit 1); a key of another certificate is a usage error.
+#[test]
+fn tls_client_certificate_for_a_receiver_that_requires_one() {
+    let r = Receiver::syslog_ng("mtls");
+    let server = format!("tls://localhost:{}", r.ports[6]);
+    let file = |f: &str| r.dir.join(f).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let inp = input(1000, "mtls");
+    ok(&run("s3s-syslog", &["--server", &server, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key], &inp));
+    let got = r.wait_for("out.jsonl", 1000, Duration::from_secs(20));
+    assert!(got.iter().all(|g| g["src"] == "s5424mtls"), "{}", got[0]);
+    compare("syslog-ng tls with a client certificate", &got, &sent(&inp), true, false);
+
+    let mut child = spawn("s3s-syslog", &["--server", &server, "--tls-ca", &ca], "2s");
+    child.stdin.take().unwrap().write_all(input(10, "nocert").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CertificateRequired"), "the refusal is named: {stderr}");
+    assert!(ends(&out).is_empty(), "{stderr}");
+
+    let out = run("s3s-syslog", &["--server", &server, "--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &file("key.pem")], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--tls-key does not belong to --tls-cert"), "{stderr}");
+    let out = run("s3s-syslog", &["--server", &server, "--tls-cert", &cert], "");
+    assert_eq!(out.status.code(), Some(2), "--tls-cert without --tls-key");
+    let out = run("s3s-syslog", &["--server", &server, "--tls-ca", &ca, "--tls-cert", &ca, "--tls-key", &ca], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && stderr.contains("no private key in it"), "{stderr}");
 }
 
 #[test]
