@@ -624,7 +624,7 @@ impl Writer {
                 st.busy = true;
                 self.shared.room.notify_all();
             }
-            if !self.write_batch(&batch) {
+            if !self.write_batch(&mut batch) {
                 break;
             }
             for &(_, ticket) in &batch.msgs {
@@ -641,7 +641,7 @@ impl Writer {
     }
 
     /// Write one batch, reconnecting as often as it takes; false when aborted.
-    fn write_batch(&mut self, batch: &Batch) -> bool {
+    fn write_batch(&mut self, batch: &mut Batch) -> bool {
         let mut backoff = BACKOFF_MIN;
         loop {
             if self.conn.as_ref().is_some_and(|c| c.peer_gone()) {
@@ -702,7 +702,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     if self.conn.as_ref().is_some_and(|c| !c.is_datagram()) {
-                        self.remember(&batch.buf);
+                        self.remember(&mut batch.buf);
                     }
                     return true;
                 }
@@ -753,17 +753,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Keep a written batch in the resend window.
-    fn remember(&mut self, buf: &[u8]) {
+    /// Keep a written batch in the resend window: `buf` itself moves into it (no copy), and
+    /// gets in exchange the emptied buffer of the oldest batch the window lets go (so that,
+    /// once warm, the queue and the window pass the same few buffers round, allocating nothing).
+    fn remember(&mut self, buf: &mut Vec<u8>) {
         if self.opts.resend_window == 0 {
             return;
         }
-        self.window.push_back(buf.to_vec());
-        self.window_bytes += buf.len();
-        while self.window_bytes > self.opts.resend_window && self.window.len() > 1 {
-            let old = self.window.pop_front().expect("non-empty");
-            self.window_bytes -= old.len();
+        let len = buf.len();
+        let mut spare = Vec::new();
+        // The newest batch is kept even when it alone is larger than the window.
+        while self.window_bytes + len > self.opts.resend_window && !self.window.is_empty() {
+            spare = self.window.pop_front().expect("non-empty");
+            self.window_bytes -= spare.len();
         }
+        spare.clear();
+        self.window.push_back(std::mem::replace(buf, spare));
+        self.window_bytes += len;
     }
 
     fn reconnect(&mut self) -> io::Result<()> {

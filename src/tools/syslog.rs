@@ -309,6 +309,8 @@ struct Format {
     local: bool,
     clock: Clock,
     truncated: Arc<AtomicU64>,
+    /// The structured data of the message being encoded (reused: no allocation per line).
+    sd: Vec<u8>,
 }
 
 /// Append an SD-PARAM value with `"`, `\` and `]` escaped (RFC 5424 6.3.3).
@@ -364,6 +366,7 @@ impl Format {
             local: matches!(server, Server::Unix(_)),
             clock: Clock::new(args.rfc),
             truncated: Arc::new(AtomicU64::new(0)),
+            sd: Vec::with_capacity(256),
         })
     }
 
@@ -412,15 +415,17 @@ impl Format {
             }
         }
         // The structured data, without its closing bracket until we know about truncation.
+        let mut sd_buf = std::mem::take(&mut self.sd);
         let sd_open = self.sd_id.as_ref().map(|id| {
-            let mut s = Vec::with_capacity(128);
+            let s = &mut sd_buf;
+            s.clear();
             s.push(b'[');
             s.extend_from_slice(id.as_bytes());
             let mut param = |name: &[u8], v: &[u8]| {
                 s.push(b' ');
                 s.extend_from_slice(name);
                 s.extend_from_slice(b"=\"");
-                sd_escape(v, &mut s);
+                sd_escape(v, s);
                 s.push(b'"');
             };
             match (origin.bucket, origin.key, origin.file) {
@@ -434,9 +439,8 @@ impl Format {
             if let Some(n) = origin.n {
                 param(b"line", n);
             }
-            s
         });
-        let fixed = out.len() - start + sd_open.as_ref().map_or(if self.rfc == Rfc::R5424 { 2 } else { 0 }, |s| s.len() + 2);
+        let fixed = out.len() - start + sd_open.map_or(if self.rfc == Rfc::R5424 { 2 } else { 0 }, |()| sd_buf.len() + 2);
         let mut msg = text;
         if fixed + text.len() > self.max_message {
             // Room for the truncation note too.
@@ -446,8 +450,8 @@ impl Format {
             self.truncated.fetch_add(1, Ordering::Relaxed);
         }
         match sd_open {
-            Some(sd) => {
-                out.extend_from_slice(&sd);
+            Some(()) => {
+                out.extend_from_slice(&sd_buf);
                 if msg.len() < text.len() {
                     out.extend_from_slice(b" truncated=\"");
                     out.extend_from_slice(itoa::Buffer::new().format(text.len()).as_bytes());
@@ -458,6 +462,7 @@ impl Format {
             None if self.rfc == Rfc::R5424 => out.extend_from_slice(b"- "),
             None => {}
         }
+        self.sd = sd_buf;
         let body = out.len();
         out.extend_from_slice(msg);
         if self.framing == Framing::Lf {
