@@ -395,7 +395,7 @@ fn publishers_record_delivery_latency() {
     assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}");
     let (count, sum, published) = latency_of(&d.join("es.prom"), "s3s-es");
     assert_eq!(published, 500.0);
-    assert!(count >= 1.0 && count <= 500.0, "one observation per group of lines handed over, not more: {count}");
+    assert!((1.0..=500.0).contains(&count), "one observation per group of lines handed over, not more: {count}");
     assert!(sum > 0.0, "{sum}");
     let _ = sh(&format!("curl -s -X DELETE {es}/{name} > /dev/null"));
 
@@ -411,7 +411,7 @@ fn publishers_record_delivery_latency() {
         assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}");
         let (count, sum, published) = latency_of(&d.join("kafka.prom"), "s3s-kafka");
         assert_eq!(published, 500.0);
-        assert!(count >= 1.0 && count <= 500.0, "one observation per group of lines handed over, not more: {count}");
+        assert!((1.0..=500.0).contains(&count), "one observation per group of lines handed over, not more: {count}");
         assert!(sum > 0.0, "{sum}");
         // The runs log has it too (s3s-status reads it from there).
         let run = runs(&d).into_iter().find(|r| r["tool"] == "s3s-kafka").expect("a runs-log line of s3s-kafka");
