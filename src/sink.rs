@@ -317,7 +317,8 @@ struct Pending {
     /// An `end` record, and the slot of its object when lines of it were seen.
     end: bool,
     slot: Option<u32>,
-    /// An `end` record's ack token, kept invisible while the record waits.
+    /// The record's ack token (an `end`, or a `message` record of an s3:TestEvent), kept
+    /// invisible while the record waits.
     held: Option<Arc<Held>>,
 }
 
@@ -533,13 +534,14 @@ impl Shared {
 
     /// A non-line record read after `after` published lines.
     ///
-    /// An `end` record that has to wait and carries an ack token with a visibility deadline is
-    /// held: its SQS message is kept invisible (ChangeMessageVisibility, from the keeper's
-    /// thread) once it has waited half the visibility it had left, until it is forwarded or
-    /// withheld. Records without a token (local files, dry runs) need no AWS access.
+    /// A record that has to wait and carries an ack token with a visibility deadline (an `end`
+    /// record; also a `message` record, which s3s-ack deletes at once) is held: its SQS message
+    /// is kept invisible (ChangeMessageVisibility, from the keeper's thread) once it has waited
+    /// half the visibility it had left, until it is forwarded or withheld. Records without a
+    /// token (local files, dry runs) need no AWS access.
     fn push(&self, rec: &[u8], after: u64, end: bool, slot: Option<u32>) {
         // Parsed outside the lock, and only when the record will most likely wait.
-        let held = (end && !self.dry_run && after > self.wm.load(Ordering::Acquire))
+        let held = (!self.dry_run && after > self.wm.load(Ordering::Acquire))
             .then(|| Held::from_record(rec))
             .flatten()
             .map(Arc::new);

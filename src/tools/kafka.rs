@@ -563,6 +563,12 @@ mod native {
     }
 
     impl Retries {
+        /// Retries counted so far.
+        #[cfg(test)]
+        pub fn total(&self) -> u64 {
+            self.counted.values().sum()
+        }
+
         /// One statistics snapshot (librdkafka's JSON).
         pub fn stats(&mut self, json: &[u8]) {
             let stats: Stats = match serde_json::from_slice(json) {
@@ -900,6 +906,31 @@ mod tests {
         // Asked for both: librdkafka refuses when the producer is made (an integration test).
         let c = client_config(&args(&["-X", "acks=1", "-X", "enable.idempotence=true"])).unwrap();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn retries_are_counted_from_idle_partitions_only_and_once() {
+        let snap = |q0: i64, f0: i64, tx0: u64, tx1: u64| {
+            format!(
+                r#"{{"name":"x","topics":{{"t":{{"topic":"t","partitions":{{
+                "0":{{"partition":0,"msgq_cnt":{q0},"msgs_inflight":{f0},"txmsgs":{tx0},"msgs":100}},
+                "1":{{"partition":1,"msgq_cnt":0,"msgs_inflight":0,"txmsgs":{tx1},"msgs":50}},
+                "-1":{{"partition":-1,"msgq_cnt":0,"msgs_inflight":0,"txmsgs":0,"msgs":0}}}}}}}}}}"#
+            )
+        };
+        let mut r = native::Retries::default();
+        // Partition 0 is busy (messages queued or in flight): not counted yet.
+        r.stats(snap(5, 0, 130, 50).as_bytes());
+        r.stats(snap(0, 7, 130, 50).as_bytes());
+        assert_eq!(r.total(), 0);
+        // Idle: 30 messages were sent twice.
+        r.stats(snap(0, 0, 130, 60).as_bytes());
+        assert_eq!(r.total(), 40);
+        // The same snapshot again, or a lower figure, counts nothing more.
+        r.stats(snap(0, 0, 130, 55).as_bytes());
+        assert_eq!(r.total(), 40);
+        r.stats(b"not json");
+        assert_eq!(r.total(), 40);
     }
 
     #[test]
