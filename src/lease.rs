@@ -200,6 +200,8 @@ struct KeeperState {
 
 /// How long one ChangeMessageVisibility may take before the keeper gives up on it.
 const EXTEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many ChangeMessageVisibility requests at once.
+const EXTEND_CONCURRENCY: usize = 16;
 
 impl Keeper {
     pub fn new() -> Keeper {
@@ -282,10 +284,31 @@ impl KeeperInner {
                 }
             }
             let (rt, client) = sqs.as_ref().expect("made above");
+            // Up to EXTEND_CONCURRENCY requests at once: many messages may wait together (small
+            // objects during a broker outage), and one after the other they could fall behind.
+            let results = rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                let mut results = Vec::with_capacity(due.len());
+                for (i, group) in due.iter().enumerate() {
+                    if set.len() >= EXTEND_CONCURRENCY {
+                        if let Some(Ok(r)) = set.join_next().await {
+                            results.push(r);
+                        }
+                    }
+                    let (client, token) = (client.clone(), group[0].token.clone());
+                    set.spawn(async move { (i, tokio::time::timeout(EXTEND_TIMEOUT, extend(&client, &token)).await) });
+                }
+                while let Some(r) = set.join_next().await {
+                    if let Ok(r) = r {
+                        results.push(r);
+                    }
+                }
+                results
+            });
             let mut gave_up = Vec::new();
-            for group in &due {
+            for (i, r) in results {
+                let group = &due[i];
                 let token = &group[0].token;
-                let r = rt.block_on(async { tokio::time::timeout(EXTEND_TIMEOUT, extend(client, token)).await });
                 let failed = match r {
                     Ok(Ok(deadline)) => {
                         for h in group {
