@@ -506,9 +506,12 @@ pub mod events {
         counter!("s3s_delivery_failures_total").increment(n);
     }
 
-    /// One delivery's latency (handed to the publisher → confirmed).
+    /// A delivery latency: handed to the publisher → confirmed. Recorded by the sink driver
+    /// (`crate::sink`), once per group of lines handed over together, not per line; the handle
+    /// is cached.
     pub fn delivery_latency(d: std::time::Duration) {
-        histogram!("s3s_delivery_latency_seconds").record(d.as_secs_f64());
+        static H: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
+        H.get_or_init(|| histogram!("s3s_delivery_latency_seconds")).record(d.as_secs_f64());
     }
 }
 

@@ -25,14 +25,22 @@
 //!   `--drain-timeout` for outstanding reports), forwards what was confirmed and reports what
 //!   was withheld. A second signal cuts the drain short. A closed stdout ends quietly (status
 //!   0) and abandons what is in flight: nothing more is published.
+//! - `end` records that wait carry their SQS message's ack token: once one has waited half the
+//!   visibility it had left, a background thread keeps the message invisible
+//!   (ChangeMessageVisibility, [`crate::lease::Keeper`]) until it is forwarded, with the new
+//!   deadline written into its ack token, as s3s-cat does (so a broker outage does not hand the
+//!   message to another consumer meanwhile). No token, no AWS access.
+//! - Metrics: `s3s_records_published_total` and `s3s_delivery_failures_total` from the reports,
+//!   `s3s_delivery_latency_seconds` from a hand-over stamp per line (see [`Shared::advance`]).
 //! - Hot path per line: one scan of the record's top level (no `serde_json::Value`), the line
 //!   text unescaped into a reused buffer while scanning, a comparison of the object's raw
-//!   bucket/key bytes with the previous line's, two atomic loads and the publisher's call.
+//!   bucket/key bytes with the previous line's, two atomic loads, one relaxed store of the
+//!   hand-over stamp (a clock reading per 64 lines) and the publisher's call.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -41,6 +49,7 @@ use anyhow::Context;
 
 use crate::cli::Status;
 use crate::io::{report_bad_line, Input, Output};
+use crate::lease::{Held, Keeper};
 use crate::scan::{self, Raw, ScanError};
 
 /// Flags every publisher stage shares (flattened into its `Args`).
@@ -256,12 +265,12 @@ impl ReportBatch<'_> {
     /// The line with this ticket is delivered.
     #[inline]
     pub fn delivered(&mut self, ticket: Ticket) {
-        self.advance |= Shared::mark(&mut self.st, ticket, None);
+        self.advance |= self.sh.mark(&mut self.st, ticket, None);
     }
 
     /// The line with this ticket failed for good.
     pub fn failed(&mut self, ticket: Ticket, why: &dyn fmt::Display) {
-        self.advance |= Shared::mark(&mut self.st, ticket, Some(why));
+        self.advance |= self.sh.mark(&mut self.st, ticket, Some(why));
     }
 }
 
@@ -308,6 +317,9 @@ struct Pending {
     /// An `end` record, and the slot of its object when lines of it were seen.
     end: bool,
     slot: Option<u32>,
+    /// The record's ack token (an `end`, or a `message` record of an s3:TestEvent), kept
+    /// invisible while the record waits.
+    held: Option<Arc<Held>>,
 }
 
 #[derive(Default)]
@@ -339,6 +351,8 @@ struct State {
     failed_lines: u64,
     withheld: u64,
     forwarded: u64,
+    /// The hand-over stamp of the last latency observation (see [`Shared::sent`]).
+    last_stamp: u32,
 }
 
 struct Shared {
@@ -353,9 +367,34 @@ struct Shared {
     bad: AtomicU64,
     stop: AtomicBool,
     events: mpsc::Sender<Event>,
+    /// Delivery latency, without a clock reading per line: for each line in the window, the
+    /// stamp (ticks of [`TICK`] since `epoch`) of the clock reading taken by the stdin thread
+    /// before the line was handed to the publisher. The stdin thread reads the clock once per
+    /// [`STAMP_LINES`] lines, and again after its input ran dry or it waited for room in the
+    /// window, so a stamp is at most a few microseconds of in-memory work older than the
+    /// hand-over of any line that carries it. One relaxed store per line; [`NOT_SENT`] for lines
+    /// that failed.
+    sent: Box<[AtomicU32]>,
+    epoch: Instant,
+    /// Keeps the SQS messages of waiting `end` records invisible.
+    keeper: Keeper,
+    /// --dry-run: nothing is published, nothing held.
+    dry_run: bool,
 }
 
+/// The unit of the hand-over stamps: 100 µs (a u32 of them wraps after 4.9 days; the difference
+/// of two stamps is taken modulo 2^32, right for any latency below that).
+const TICK: Duration = Duration::from_micros(100);
+/// The stdin thread reads the clock at least once per this many lines.
+const STAMP_LINES: u32 = 64;
+/// The stamp of a line that failed (no latency observation).
+const NOT_SENT: u32 = u32::MAX;
+
 impl Shared {
+    /// Now, in stamp ticks since `epoch`.
+    fn stamp_now(&self) -> u32 {
+        (self.epoch.elapsed().as_micros() / TICK.as_micros()) as u32
+    }
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; carry on with the data as it is.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -363,16 +402,18 @@ impl Shared {
 
     fn complete(&self, ticket: Ticket, error: Option<&dyn fmt::Display>) {
         let mut st = self.lock();
-        if Self::mark(&mut st, ticket, error) {
+        if self.mark(&mut st, ticket, error) {
             self.advance(&mut st);
         }
     }
 
     /// Record one line's outcome; true when the watermark can move (it was the oldest).
     #[inline]
-    fn mark(st: &mut State, ticket: Ticket, error: Option<&dyn fmt::Display>) -> bool {
+    fn mark(&self, st: &mut State, ticket: Ticket, error: Option<&dyn fmt::Display>) -> bool {
         let seq = ticket.seq();
         if let Some(why) = error {
+            // A failed line is no delivery: no latency observation for it.
+            self.sent[(seq & st.mask) as usize].store(NOT_SENT, Ordering::Relaxed);
             st.failed_lines += 1;
             crate::metrics::events::delivery_failures(1);
             let slot = ticket.slot();
@@ -392,14 +433,29 @@ impl Shared {
     }
 
     /// Move the watermark over finished lines, forward what it releases, wake waiters.
+    ///
+    /// Delivery latency (`s3s_delivery_latency_seconds`): one observation per group of lines
+    /// that share a hand-over stamp (at most [`STAMP_LINES`] lines handed over in one go), taken
+    /// when the watermark passes the group's first line, i.e. once that line and every line
+    /// before it are confirmed (what an `end` record waits for). It is the time from the clock
+    /// reading just before that line was handed to the publisher (`publish()`) to now. Lines
+    /// that failed are not observed. So the histogram's count is about lines/64 under load and
+    /// one per line when lines trickle in; no per-line histogram record.
     fn advance(&self, st: &mut State) {
         let mut wm = st.wm;
+        let mut now = None;
         loop {
             let i = (wm & st.mask) as usize;
             if !st.done[i] {
                 break;
             }
             st.done[i] = false;
+            let stamp = self.sent[i].load(Ordering::Relaxed);
+            if stamp != st.last_stamp && stamp != NOT_SENT {
+                st.last_stamp = stamp;
+                let now = *now.get_or_insert_with(|| self.stamp_now());
+                crate::metrics::events::delivery_latency(TICK * now.wrapping_sub(stamp));
+            }
             wm += 1;
         }
         st.wm = wm;
@@ -409,7 +465,10 @@ impl Shared {
         while st.pending.front().is_some_and(|p| p.after <= wm) {
             let p = st.pending.pop_front().expect("front exists");
             st.pending_bytes -= p.rec.len();
-            self.forward(st, &p.rec, p.end, p.slot);
+            // A waiting end record whose message was kept invisible meanwhile goes on with the
+            // new deadline in its ack token (as s3s-cat passes its lease on).
+            let renewed = p.held.as_ref().and_then(|h| h.release()).and_then(|d| Held::pass_on(&p.rec, d));
+            self.forward(st, renewed.as_deref().unwrap_or(&p.rec), p.end, p.slot);
             wrote = true;
         }
         if wrote && st.pending.is_empty() {
@@ -474,35 +533,54 @@ impl Shared {
     }
 
     /// A non-line record read after `after` published lines.
+    ///
+    /// A record that has to wait and carries an ack token with a visibility deadline (an `end`
+    /// record; also a `message` record, which s3s-ack deletes at once) is held: its SQS message
+    /// is kept invisible (ChangeMessageVisibility, from the keeper's thread) once it has waited
+    /// half the visibility it had left, until it is forwarded or withheld. Records without a
+    /// token (local files, dry runs) need no AWS access.
     fn push(&self, rec: &[u8], after: u64, end: bool, slot: Option<u32>) {
+        // Parsed outside the lock, and only when the record will most likely wait.
+        let held = (!self.dry_run && after > self.wm.load(Ordering::Acquire))
+            .then(|| Held::from_record(rec))
+            .flatten()
+            .map(Arc::new);
         let mut st = self.lock();
         if st.pending.is_empty() && st.wm >= after {
             self.forward(&mut st, rec, end, slot);
             return;
         }
+        if let Some(h) = &held {
+            self.keeper.hold(h.clone());
+        }
         st.pending_bytes += rec.len();
-        st.pending.push_back(Pending { after, rec: rec.to_vec(), end, slot });
+        st.pending.push_back(Pending { after, rec: rec.to_vec(), end, slot, held });
         while st.pending_bytes > MAX_PENDING_BYTES && !self.stop.load(Ordering::Acquire) {
             st.wake_on_pending = true;
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    /// Wait until line `seq` fits in the window; false when told to stop instead.
+    /// Wait until line `seq` fits in the window.
     #[inline]
-    fn wait_for_room(&self, seq: u64) -> bool {
+    fn wait_for_room(&self, seq: u64) -> Room {
         if seq - self.wm.load(Ordering::Acquire) < self.window {
-            return true;
+            return Room::Free;
         }
+        self.wait_for_room_slow(seq)
+    }
+
+    #[cold]
+    fn wait_for_room_slow(&self, seq: u64) -> Room {
         let mut st = self.lock();
         while seq - st.wm >= self.window {
             if self.stop.load(Ordering::Acquire) {
-                return false;
+                return Room::Stop;
             }
             st.wake_at = Some(seq - self.window + (self.window / 4).max(1));
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        true
+        Room::Waited
     }
 
     fn alloc_slot(&self) -> u32 {
@@ -521,6 +599,16 @@ impl Shared {
         let mut st = self.lock();
         self.flush(&mut st);
     }
+}
+
+/// What [`Shared::wait_for_room`] did.
+#[derive(PartialEq, Eq)]
+enum Room {
+    Free,
+    /// There is room after a wait (the hand-over clock is stale).
+    Waited,
+    /// Told to stop instead.
+    Stop,
 }
 
 /// `s3://bucket/key` or the file of a record, for messages (slow path: parses the record).
@@ -751,6 +839,9 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
     let mut dry: Vec<u8> = Vec::new();
     let mut objects = Objects::new();
     let mut published = 0u64;
+    // The hand-over stamp (see `Shared::sent`) and how many more lines may use it.
+    let mut stamp = 0u32;
+    let mut stamp_left = 0u32;
     let bad = || {
         sh.bad.fetch_add(1, Ordering::Relaxed);
     };
@@ -765,6 +856,8 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
         if input.is_dry() {
             sh.flush_stdout();
             write_dry(&mut dry);
+            // The next line comes after a wait: read the clock again.
+            stamp_left = 0;
         }
         if sh.stop.load(Ordering::Acquire) {
             break;
@@ -813,9 +906,17 @@ fn read_loop<P: Publisher>(sh: &Shared, mut publisher: P, field: Option<Vec<u8>>
                     continue;
                 }
                 let slot = objects.slot_for_line(sh, rec, &s, published);
-                if !sh.wait_for_room(published) {
-                    break;
+                match sh.wait_for_room(published) {
+                    Room::Free => {}
+                    Room::Waited => stamp_left = 0,
+                    Room::Stop => break,
                 }
+                if stamp_left == 0 {
+                    stamp = sh.stamp_now();
+                    stamp_left = STAMP_LINES;
+                }
+                stamp_left -= 1;
+                sh.sent[(published & (sh.sent.len() as u64 - 1)) as usize].store(stamp, Ordering::Relaxed);
                 let ticket = Ticket::new(published, slot);
                 published += 1;
                 sh.published.store(published, Ordering::Release);
@@ -912,6 +1013,7 @@ where
             failed_lines: 0,
             withheld: 0,
             forwarded: 0,
+            last_stamp: NOT_SENT,
         }),
         cv: Condvar::new(),
         window,
@@ -920,6 +1022,10 @@ where
         bad: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         events: events.clone(),
+        sent: (0..ring).map(|_| AtomicU32::new(NOT_SENT)).collect(),
+        epoch: Instant::now(),
+        keeper: Keeper::new(),
+        dry_run: args.dry_run,
     });
     let (publisher, control) = start(Reporter(shared.clone()))?;
     listen_for_signals(events.clone())?;
@@ -1005,7 +1111,13 @@ where
     let mut st = shared.lock();
     let unconfirmed = shared.published.load(Ordering::Acquire).saturating_sub(st.wm);
     let waiting = st.pending.len();
+    for p in &st.pending {
+        if let Some(h) = &p.held {
+            h.release();
+        }
+    }
     st.pending.clear();
+    shared.keeper.stop();
     shared.flush(&mut st);
     st.closed = true;
     let (failed_lines, withheld, forwarded) = (st.failed_lines, st.withheld, st.forwarded);
@@ -1052,6 +1164,7 @@ fn stdout_failed(shared: &Shared, control: &dyn Control, e: std::io::Error) -> a
         st.closed = true;
         shared.cv.notify_all();
     }
+    shared.keeper.stop();
     control.abort();
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(Status::Ok)

@@ -804,7 +804,6 @@ impl Ctx {
 
     /// Send one batch until every line in it is settled (indexed, dead-lettered or failed).
     async fn deliver(&self, mut batch: Batch) {
-        let started = batch.started.unwrap_or_else(Instant::now);
         let mut attempt = 0u32;
         let mut body = self.encode(&batch.body);
         loop {
@@ -832,10 +831,7 @@ impl Ctx {
                         self.fail_all(&batch, &why);
                         return;
                     }
-                    Ok(None) => {
-                        events::delivery_latency(started.elapsed());
-                        return;
-                    }
+                    Ok(None) => return,
                     Ok(Some((retry, why))) => {
                         batch = retry;
                         body = self.encode(&batch.body);

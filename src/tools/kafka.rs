@@ -43,6 +43,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("batch.num.messages", "10000"),
     // Above any useful --max-in-flight, so that the window is the one limit.
     ("queue.buffering.max.messages", "2000000"),
+    // librdkafka's statistics, for s3s_publish_retries_total (see `native::Retries`); 0 turns
+    // the count off.
+    ("statistics.interval.ms", "1000"),
 ];
 
 /// Publish `line` records to Kafka, as kcat -P would, and pass every other record on only
@@ -57,9 +60,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 /// goes on, and the exit status is 1. Line records marked `"dry_run":true` are never sent.
 ///
 /// librdkafka is configured from the defaults (enable.idempotence=true, acks=all,
-/// compression.type=lz4, linger.ms=10, batch.size=1000000), then the -F file, then -b, then
-/// each -X in order (the last setting wins). Setting acks to anything but all also turns the
-/// idempotence default off.
+/// compression.type=lz4, linger.ms=10, batch.size=1000000, statistics.interval.ms=1000), then
+/// the -F file, then -b, then each -X in order (the last setting wins). Setting acks to anything
+/// but all also turns the idempotence default off.
+///
+/// s3s_publish_retries_total counts messages librdkafka sent again after a failed produce
+/// request (a dropped connection, a timeout, a retriable broker error), from its statistics
+/// (every statistics.interval.ms, per partition once it is idle: sent minus produced).
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-kafka",
@@ -289,6 +296,8 @@ struct Context {
     reporter: Reporter,
     /// `-X debug=...` was given: show librdkafka's debug lines without -vv.
     debug: bool,
+    /// Produce retries seen in librdkafka's statistics.
+    retries: std::sync::Mutex<native::Retries>,
     /// Error events shown lately, and when: a broker that stays down repeats the same few.
     seen_errors: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -297,6 +306,10 @@ struct Context {
 const ERROR_REPEAT: Duration = Duration::from_secs(30);
 
 impl ClientContext for Context {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.retries.lock().unwrap_or_else(|e| e.into_inner()).stats(statistics);
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
@@ -489,7 +502,101 @@ mod native {
                 let reason = unsafe { CStr::from_ptr(rd::rd_kafka_event_error_string(ev)).to_string_lossy() };
                 context.error(KafkaError::Global(code.into()), reason.trim());
             }
+            rd::RD_KAFKA_EVENT_STATS => {
+                let json = unsafe { rd::rd_kafka_event_stats(ev) };
+                if !json.is_null() {
+                    context.stats_raw(unsafe { CStr::from_ptr(json) }.to_bytes());
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// Produce retries, from librdkafka's statistics (`statistics.interval.ms`).
+    ///
+    /// librdkafka retries a failed produce request (connection lost, request timed out,
+    /// retriable broker error) by putting its messages back at the head of their partition's
+    /// queue and sending them again in a later request; per message, within message.timeout.ms.
+    /// Its per-broker `txretries` does not see these (in librdkafka 2.12 it counts only requests
+    /// re-sent as they were: metadata and the like, never produce batches), so it is not used.
+    /// What the statistics do show, per partition: `msgs`, messages produced to it, and
+    /// `txmsgs`, messages put into produce requests, every sending counted. When a partition is
+    /// idle in a snapshot (`msgq_cnt` and `msgs_inflight` both 0: nothing queued, nothing awaiting
+    /// a response), each of its messages was sent once plus once per retry, so `txmsgs - msgs`
+    /// is exactly the number of retries so far (less any messages that failed without ever
+    /// being sent; never more). The counter takes the increase of that number since the last
+    /// idle snapshot of the partition.
+    ///
+    /// So retries are counted with a delay: at the first statistics snapshot (every second by
+    /// default) in which their partition is idle, which under a steady load may be a while, and
+    /// retries in the last second before the stage exits are not counted. Re-calling produce
+    /// after QueueFull (librdkafka's queue is full) is backpressure, not a retry: not counted.
+    #[derive(Default)]
+    pub struct Retries {
+        /// Retries counted so far, per (topic, partition).
+        counted: std::collections::HashMap<(String, i32), u64>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Stats {
+        #[serde(default)]
+        topics: std::collections::HashMap<String, TopicStats>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct TopicStats {
+        #[serde(default)]
+        partitions: std::collections::HashMap<String, PartitionStats>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct PartitionStats {
+        partition: i32,
+        #[serde(default)]
+        msgq_cnt: i64,
+        #[serde(default)]
+        msgs_inflight: i64,
+        #[serde(default)]
+        txmsgs: u64,
+        #[serde(default)]
+        msgs: u64,
+    }
+
+    impl Retries {
+        /// Retries counted so far.
+        #[cfg(test)]
+        pub fn total(&self) -> u64 {
+            self.counted.values().sum()
+        }
+
+        /// One statistics snapshot (librdkafka's JSON).
+        pub fn stats(&mut self, json: &[u8]) {
+            let stats: Stats = match serde_json::from_slice(json) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("librdkafka statistics not understood: {e}");
+                    return;
+                }
+            };
+            let mut new = 0;
+            for (topic, t) in stats.topics {
+                for p in t.partitions.into_values() {
+                    // -1 is the queue of messages not yet given a partition: never sent from.
+                    if p.partition < 0 || p.msgq_cnt != 0 || p.msgs_inflight != 0 {
+                        continue;
+                    }
+                    let retried = p.txmsgs.saturating_sub(p.msgs);
+                    let counted = self.counted.entry((topic.clone(), p.partition)).or_default();
+                    if retried > *counted {
+                        new += retried - *counted;
+                        *counted = retried;
+                    }
+                }
+            }
+            if new > 0 {
+                tracing::info!("librdkafka sent {new} message(s) again after failed produce requests");
+                crate::metrics::events::publish_retries(new);
+            }
         }
     }
 
@@ -747,7 +854,12 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             let publisher = KafkaPublisher { shape, native: None, producer: None, headers: Vec::new(), scratch: Vec::new() };
             return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
         }
-        let context = Context { reporter, debug: config.get("debug").is_some(), seen_errors: Default::default() };
+        let context = Context {
+            reporter,
+            debug: config.get("debug").is_some(),
+            retries: Default::default(),
+            seen_errors: Default::default(),
+        };
         let producer: Kafka = Arc::new(config.create_with_context(context).map_err(config_error)?);
         let poller = native::Poller::start(producer.clone()).context("starting the delivery report thread")?;
         let headers = shape
@@ -794,6 +906,31 @@ mod tests {
         // Asked for both: librdkafka refuses when the producer is made (an integration test).
         let c = client_config(&args(&["-X", "acks=1", "-X", "enable.idempotence=true"])).unwrap();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn retries_are_counted_from_idle_partitions_only_and_once() {
+        let snap = |q0: i64, f0: i64, tx0: u64, tx1: u64| {
+            format!(
+                r#"{{"name":"x","topics":{{"t":{{"topic":"t","partitions":{{
+                "0":{{"partition":0,"msgq_cnt":{q0},"msgs_inflight":{f0},"txmsgs":{tx0},"msgs":100}},
+                "1":{{"partition":1,"msgq_cnt":0,"msgs_inflight":0,"txmsgs":{tx1},"msgs":50}},
+                "-1":{{"partition":-1,"msgq_cnt":0,"msgs_inflight":0,"txmsgs":0,"msgs":0}}}}}}}}}}"#
+            )
+        };
+        let mut r = native::Retries::default();
+        // Partition 0 is busy (messages queued or in flight): not counted yet.
+        r.stats(snap(5, 0, 130, 50).as_bytes());
+        r.stats(snap(0, 7, 130, 50).as_bytes());
+        assert_eq!(r.total(), 0);
+        // Idle: 30 messages were sent twice.
+        r.stats(snap(0, 0, 130, 60).as_bytes());
+        assert_eq!(r.total(), 40);
+        // The same snapshot again, or a lower figure, counts nothing more.
+        r.stats(snap(0, 0, 130, 55).as_bytes());
+        assert_eq!(r.total(), 40);
+        r.stats(b"not json");
+        assert_eq!(r.total(), 40);
     }
 
     #[test]

@@ -462,12 +462,18 @@ impl Tansu {
     }
 
     fn start(port: u16, bucket: &str) -> Tansu {
+        Tansu::start_advertised(port, port, bucket)
+    }
+
+    /// Listening on `port`, telling clients to connect to `advertised` (a proxy in front of it).
+    fn start_advertised(port: u16, advertised: u16, bucket: &str) -> Tansu {
         let exe = env_or_explain("S3S_TANSU");
         let log = tmp(&format!("tansu-{port}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(exe)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", &format!("s3://{bucket}/")])
             // tansu's object store reads AWS_ENDPOINT (not _URL) and refuses plain http unless told.
             .env("AWS_ENDPOINT", env_or_explain("AWS_ENDPOINT_URL"))
@@ -574,4 +580,179 @@ fn sigterm_with_the_broker_down_gives_up_at_the_drain_timeout() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(out.is_empty(), "{out:?}");
     assert!(err.contains("10 lines unconfirmed") && err.contains("1 record behind them withheld"), "{err}");
+}
+
+/// A TCP proxy in front of a broker that can cut a connection right after forwarding a Produce
+/// request, before its response comes back: the producer sees the connection drop with the
+/// request in flight, as when a broker or the network fails. It reads the Kafka framing
+/// (4-byte size, then the request header's api_key) only to know where requests end; every
+/// byte goes through unchanged.
+struct CutProxy {
+    port: u16,
+    /// Cut the connection after the next Produce request.
+    arm: Arc<std::sync::atomic::AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl CutProxy {
+    fn start(upstream: u16) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let arm = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (a, c) = (arm.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (a, c) = (a.clone(), c.clone());
+                let (mut from_server, mut to_client) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || CutProxy::requests(client, server, &a, &c));
+            }
+        });
+        CutProxy { port, arm, cuts }
+    }
+
+    fn requests(mut client: TcpStream, mut server: TcpStream, arm: &std::sync::atomic::AtomicBool, cuts: &AtomicUsize) {
+        use std::io::Read;
+        loop {
+            let mut size = [0u8; 4];
+            if client.read_exact(&mut size).is_err() {
+                break;
+            }
+            let mut req = vec![0u8; u32::from_be_bytes(size) as usize];
+            if client.read_exact(&mut req).is_err() || server.write_all(&size).is_err() || server.write_all(&req).is_err() {
+                break;
+            }
+            let produce = req.len() >= 2 && i16::from_be_bytes([req[0], req[1]]) == 0;
+            if produce && arm.swap(false, Ordering::SeqCst) {
+                let _ = server.flush();
+                cuts.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The value of `name{tool="s3s-kafka"}` in a --metrics-file, 0 when absent.
+fn metric(prom: &std::path::Path, name: &str) -> f64 {
+    std::fs::read_to_string(prom)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_produce_request_cut_off_in_flight_is_retried_and_counted() {
+    let port = free_port();
+    let proxy = CutProxy::start(port);
+    let bucket = Tansu::bucket();
+    // Clients are told to connect to the proxy: every request goes through it.
+    let tansu = Tansu::start_advertised(port, proxy.port, &bucket);
+    let b = format!("127.0.0.1:{}", proxy.port);
+    let topic = Topic::new("retry", &tansu.brokers());
+    let prom = tmp("retry.prom");
+    let _ = std::fs::remove_file(&prom);
+    let mut k = Running::start(&[
+        "-b", &b, "-t", &topic.name, "-p", "0",
+        "-X", "statistics.interval.ms=200", "-X", "reconnect.backoff.max.ms=200",
+        "--metrics-file", prom.to_str().unwrap(), "--metrics-interval", "0.2",
+    ]);
+    proxy.arm.store(true, Ordering::SeqCst);
+    let (a, at) = object(r#"{"file":"a.log"}"#, &texts("a", 500));
+    k.send(&a);
+    let end_a = end_record(r#"{"file":"a.log"}"#, 500);
+    assert!(k.wait_for(&end_a, Duration::from_secs(60)), "end not forwarded: {}", k.err.lock().unwrap());
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1, "the proxy cut one produce request off");
+    // The retry shows in the next statistics snapshot once partition 0 is idle.
+    let t0 = Instant::now();
+    while metric(&prom, "s3s_publish_retries_total") < 1.0 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let retries = metric(&prom, "s3s_publish_retries_total");
+    assert!(retries >= 1.0, "no retry counted: {}\n{}", std::fs::read_to_string(&prom).unwrap_or_default(), k.err.lock().unwrap());
+    assert!(retries <= 500.0, "more retries than messages: {retries}");
+    k.stdin = None;
+    let (status, out, err) = k.wait(Duration::from_secs(30));
+    assert!(status.success(), "{err}");
+    assert_eq!(out, vec![end_a]);
+    // Every line is there (the retried request may have been stored before the cut: a
+    // duplicate is allowed, a loss is not).
+    let got = Command::new(root().join("scripts/kafka-consume"))
+        .args(["--brokers", &tansu.brokers(), "--topic", &topic.name, "--timeout", "10", "--settle", "1"])
+        .output()
+        .unwrap();
+    let got: BTreeSet<String> = text(&got.stdout).lines().map(str::to_string).collect();
+    assert_eq!(got, at.into_iter().collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn an_end_waiting_for_the_broker_keeps_its_message_invisible() {
+    use crate::aws::{gzip, lines, Fixture};
+    let f = Fixture::new("kwait", false);
+    let text_a = lines("kwait", 300);
+    f.put("a.gz", gzip(&text_a));
+    f.send(&f.s3_event("a.gz"));
+    // The broker is down at first, for more than 3x the 2 s visibility timeout.
+    let port = free_port();
+    let bucket = Tansu::bucket();
+    let b = format!("127.0.0.1:{port}");
+    let topic = Topic::new("kwait", &b);
+    let out = tmp("kwait.ndjson");
+    let rival_out = tmp("kwait-rival.ndjson");
+    let script = format!(
+        "s3s-poll --queue-url {q} --once --visibility-timeout 2 | s3s-cat \
+           | s3s-kafka -b {b} -t {t} -X reconnect.backoff.max.ms=500 --drain-timeout 120s | tee {out} | s3s-ack",
+        q = f.queue_url,
+        t = topic.name,
+        out = out.display()
+    );
+    let pipeline = std::thread::spawn(move || sh(&script));
+    // Once the pipeline holds the message, a rival consumer polls the same queue all along: it
+    // would get the message if it became visible again.
+    let t0 = Instant::now();
+    while f.counts() != (0, 1) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the pipeline did not receive the message: {:?}", f.counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rival = Command::new(bin("s3s-poll"))
+        .args(["--queue-url", &f.queue_url, "--wait-time", "1"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&rival_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    let before_broker = s3s::lease::now_ms();
+    assert!(!pipeline.is_finished(), "the pipeline ended with the broker down");
+    let early = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(!early.contains(r#""type":"end""#), "end forwarded before delivery: {early}");
+    let tansu = Tansu::start(port, &bucket);
+    let (code, _, err) = pipeline.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("s3s-ack: 1 messages deleted, 0 failed"), "{err}");
+    let _ = rival.kill();
+    let _ = rival.wait();
+    let rival_got = std::fs::read_to_string(&rival_out).unwrap();
+    assert_eq!(rival_got, "", "the message was handed to another consumer while its end waited");
+    assert_eq!(f.total(), 0, "deleted");
+    // The end record carries the extended deadline on (later than when the broker came back,
+    // so past the poller's 2 s by far).
+    let got = std::fs::read_to_string(&out).unwrap();
+    let end: Value = serde_json::from_str(got.lines().find(|l| l.contains(r#""type":"end""#)).expect("end record")).unwrap();
+    let deadline = end["ack"]["deadline_ms"].as_u64().expect("deadline_ms");
+    assert!(deadline > before_broker, "deadline {deadline} not extended past {before_broker}: {end}");
+    let want: BTreeSet<String> = text_a.lines().map(str::to_string).collect();
+    let got: BTreeSet<String> = text(&consume(&b, &topic.name, 300, "value")).lines().map(str::to_string).collect();
+    assert_eq!(got, want);
+    drop(tansu);
 }

@@ -360,3 +360,64 @@ fn sqs_counters_of_a_whole_loop() {
     assert_eq!(t["lines_in"], 57);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The count and sum of `s3s_delivery_latency_seconds` and the published count in a publisher's
+/// --metrics-file.
+fn latency_of(prom: &Path, tool: &str) -> (f64, f64, f64) {
+    let text = std::fs::read_to_string(prom).unwrap_or_else(|e| panic!("{}: {e}", prom.display()));
+    let get = |name: &str| sample(&text, name, tool).unwrap_or_else(|| panic!("no {name} for {tool} in:\n{text}"));
+    (
+        get("s3s_delivery_latency_seconds_count"),
+        get("s3s_delivery_latency_seconds_sum"),
+        get("s3s_records_published_total"),
+    )
+}
+
+#[test]
+fn publishers_record_delivery_latency() {
+    let d = state_dir("latency");
+    let mut input = String::new();
+    for n in 1..=500 {
+        input.push_str(&format!("{{\"type\":\"line\",\"file\":\"lat.log\",\"n\":{n},\"line\":\"GET /{n}\"}}\n"));
+    }
+    input.push_str("{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}\n");
+    std::fs::write(d.join("in.ndjson"), &input).unwrap();
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    let name = format!("s3s-test-latency-{}-{ms}", std::process::id());
+
+    // s3s-es into the local Elasticsearch-compatible server.
+    let es = std::env::var("S3S_ES_URL").expect("S3S_ES_URL: run scripts/test (or scripts/services start; eval env)");
+    let (code, out, err) = sh(&format!(
+        "S3S_STATE_DIR={d} s3s-es --url {es} -i {name} --metrics-file {d}/es.prom < {d}/in.ndjson",
+        d = d.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}");
+    let (count, sum, published) = latency_of(&d.join("es.prom"), "s3s-es");
+    assert_eq!(published, 500.0);
+    assert!((1.0..=500.0).contains(&count), "one observation per group of lines handed over, not more: {count}");
+    assert!(sum > 0.0, "{sum}");
+    let _ = sh(&format!("curl -s -X DELETE {es}/{name} > /dev/null"));
+
+    // s3s-kafka into the local tansu broker.
+    #[cfg(feature = "kafka")]
+    {
+        let brokers = std::env::var("S3S_KAFKA_BROKERS").expect("S3S_KAFKA_BROKERS: run scripts/test");
+        let (code, out, err) = sh(&format!(
+            "S3S_STATE_DIR={d} s3s-kafka -b {brokers} -t {name} --metrics-file {d}/kafka.prom < {d}/in.ndjson",
+            d = d.display()
+        ));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}");
+        let (count, sum, published) = latency_of(&d.join("kafka.prom"), "s3s-kafka");
+        assert_eq!(published, 500.0);
+        assert!((1.0..=500.0).contains(&count), "one observation per group of lines handed over, not more: {count}");
+        assert!(sum > 0.0, "{sum}");
+        // The runs log has it too (s3s-status reads it from there).
+        let run = runs(&d).into_iter().find(|r| r["tool"] == "s3s-kafka").expect("a runs-log line of s3s-kafka");
+        assert_eq!(run["counters"]["s3s_delivery_latency_seconds"]["count"].as_f64(), Some(count), "{run}");
+        if let Ok(tansu) = std::env::var("S3S_TANSU") {
+            let _ = sh(&format!("{tansu} topic delete --broker tcp://{brokers} {name} >/dev/null 2>&1"));
+        }
+    }
+}

@@ -133,15 +133,30 @@ fn an_object_that_outlasts_the_visibility_timeout_is_delivered_once() {
     let rival = std::env::temp_dir().join(format!("s3s-long-rival-{}.ndjson", std::process::id()));
     // A slow sink (about 1 ms a line: 6 s, 3x the 2 s visibility timeout), and a rival consumer
     // polling the same queue all along: it would get the message if it became visible again.
-    let (code, _, err) = crate::support::sh(&format!(
-        "timeout 12 s3s-poll --queue-url {q} --wait-time 1 > {rival} & \
-         s3s-poll --queue-url {q} --once --visibility-timeout 2 | s3s-cat \
-           | perl -pe 'select(undef,undef,undef,0.001)' | tee {out} | s3s-ack; \
-         rc=$?; wait; exit $rc",
+    // The rival starts once the pipeline holds the message (started together, either could
+    // receive it first).
+    let script = format!(
+        "s3s-poll --queue-url {q} --once --visibility-timeout 2 | s3s-cat \
+           | perl -pe 'select(undef,undef,undef,0.001)' | tee {out} | s3s-ack",
         q = f.queue_url,
         out = out.display(),
-        rival = rival.display()
-    ));
+    );
+    let pipeline = std::thread::spawn(move || crate::support::sh(&script));
+    let t0 = Instant::now();
+    while f.counts() != (0, 1) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the pipeline did not receive the message: {:?}", f.counts());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rival_poll = Command::new(crate::support::bin("s3s-poll"))
+        .args(["--queue-url", &f.queue_url, "--wait-time", "1"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&rival).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, _, err) = pipeline.join().unwrap();
+    let _ = rival_poll.kill();
+    let _ = rival_poll.wait();
     assert_eq!(code, 0, "{err}");
     let got = std::fs::read_to_string(&out).unwrap();
     let n_lines = got.lines().filter(|l| l.contains(r#""type":"line""#)).count();
