@@ -37,6 +37,8 @@ use crate::sink::{Control, Reporter, Ticket};
 
 /// Bytes queued for the writer before `publish` waits.
 pub const QUEUE_BYTES: usize = 4 << 20;
+/// How many emptied resend-window buffers are kept for reuse.
+const SPARE_BUFFERS: usize = 4;
 /// A write that blocks this long counts as a dropped connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -470,7 +472,7 @@ impl Link {
             work: Condvar::new(),
             room: Condvar::new(),
         });
-        let writer = Writer { opts, tls, shared: shared.clone(), reporter, conn: None, window: VecDeque::new(), window_bytes: 0, rate: Rate::default(), warned_udp: false, last_warn: None, broken: false };
+        let writer = Writer { opts, tls, shared: shared.clone(), reporter, conn: None, window: VecDeque::new(), window_bytes: 0, spare: Vec::new(), rate: Rate::default(), warned_udp: false, last_warn: None, broken: false };
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run())
@@ -596,6 +598,8 @@ struct Writer {
     /// Batches written on the current connection, newest last, at most `resend_window` bytes.
     window: VecDeque<Vec<u8>>,
     window_bytes: usize,
+    /// Buffers the window let go, for its next copies.
+    spare: Vec<Vec<u8>>,
     rate: Rate,
     warned_udp: bool,
     /// When a connect failure was last logged at warn level.
@@ -624,7 +628,7 @@ impl Writer {
                 st.busy = true;
                 self.shared.room.notify_all();
             }
-            if !self.write_batch(&mut batch) {
+            if !self.write_batch(&batch) {
                 break;
             }
             for &(_, ticket) in &batch.msgs {
@@ -641,7 +645,7 @@ impl Writer {
     }
 
     /// Write one batch, reconnecting as often as it takes; false when aborted.
-    fn write_batch(&mut self, batch: &mut Batch) -> bool {
+    fn write_batch(&mut self, batch: &Batch) -> bool {
         let mut backoff = BACKOFF_MIN;
         loop {
             if self.conn.as_ref().is_some_and(|c| c.peer_gone()) {
@@ -702,7 +706,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     if self.conn.as_ref().is_some_and(|c| !c.is_datagram()) {
-                        self.remember(&mut batch.buf);
+                        self.remember(&batch.buf);
                     }
                     return true;
                 }
@@ -753,23 +757,27 @@ impl Writer {
         Ok(())
     }
 
-    /// Keep a written batch in the resend window: `buf` itself moves into it (no copy), and
-    /// gets in exchange the emptied buffer of the oldest batch the window lets go (so that,
-    /// once warm, the queue and the window pass the same few buffers round, allocating nothing).
-    fn remember(&mut self, buf: &mut Vec<u8>) {
+    /// Keep a copy of a written batch in the resend window. The copy goes into a buffer the
+    /// window let go earlier (kept in `spare`), so once warm this allocates nothing; and it is
+    /// made here on the writer thread, not where the publisher encodes (whose queue buffers
+    /// stay the same two, swapped back and forth).
+    fn remember(&mut self, buf: &[u8]) {
         if self.opts.resend_window == 0 {
             return;
         }
-        let len = buf.len();
-        let mut spare = Vec::new();
         // The newest batch is kept even when it alone is larger than the window.
-        while self.window_bytes + len > self.opts.resend_window && !self.window.is_empty() {
-            spare = self.window.pop_front().expect("non-empty");
-            self.window_bytes -= spare.len();
+        while self.window_bytes + buf.len() > self.opts.resend_window && !self.window.is_empty() {
+            let old = self.window.pop_front().expect("non-empty");
+            self.window_bytes -= old.len();
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(old);
+            }
         }
-        spare.clear();
-        self.window.push_back(std::mem::replace(buf, spare));
-        self.window_bytes += len;
+        let mut copy = self.spare.pop().unwrap_or_default();
+        copy.clear();
+        copy.extend_from_slice(buf);
+        self.window.push_back(copy);
+        self.window_bytes += buf.len();
     }
 
     fn reconnect(&mut self) -> io::Result<()> {
