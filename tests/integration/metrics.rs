@@ -420,4 +420,24 @@ fn publishers_record_delivery_latency() {
             let _ = sh(&format!("{tansu} topic delete --broker tcp://{brokers} {name} >/dev/null 2>&1"));
         }
     }
+
+    // s3s-syslog into rsyslog and s3s-gelf into syslog-ng, over TCP (the same driver: a line
+    // is confirmed once written and flushed).
+    let rsyslog = crate::syslog::Receiver::rsyslog("latency");
+    let syslog_ng = crate::syslog::Receiver::syslog_ng("latency");
+    let runs = [
+        ("s3s-syslog", format!("tcp://127.0.0.1:{}", rsyslog.ports[1]), &rsyslog, "out.jsonl"),
+        ("s3s-gelf", format!("tcp://127.0.0.1:{}", syslog_ng.ports[4]), &syslog_ng, "gelf.jsonl"),
+    ];
+    for (tool, server, receiver, file) in runs {
+        let (code, out, err) =
+            sh(&format!("S3S_STATE_DIR={d} {tool} --server {server} --metrics-file {d}/{tool}.prom < {d}/in.ndjson", d = d.display()));
+        assert_eq!(code, 0, "{tool}: {err}");
+        assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}", "{tool}");
+        assert_eq!(receiver.wait_for(file, 500, Duration::from_secs(20)).len(), 500, "{tool}");
+        let (count, sum, published) = latency_of(&d.join(format!("{tool}.prom")), tool);
+        assert_eq!(published, 500.0, "{tool}");
+        assert!((1.0..=500.0).contains(&count), "{tool}: one observation per group of lines handed over, not more: {count}");
+        assert!(sum > 0.0, "{tool}: {sum}");
+    }
 }
