@@ -47,27 +47,17 @@ pub fn init_logging(common: &Common) {
             _ => "trace",
         }
     };
-    let filter = std::env::var("S3S_LOG")
-        .ok()
-        .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| {
-            // Our own crate at the chosen level; the AWS SDK and hyper stay quiet unless asked.
-            EnvFilter::new(format!("warn,s3s={default}"))
-        });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+    let filter = std::env::var("S3S_LOG").ok().and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| {
+        // Our own crate at the chosen level; the AWS SDK and hyper stay quiet unless asked.
+        EnvFilter::new(format!("warn,s3s={default}"))
+    });
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false).without_time().try_init();
 }
 
 /// True when `err` (or anything in its chain) is a closed downstream pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Parse the arguments, run the stage, map the outcome to an exit code.
@@ -76,11 +66,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// Then the metrics machinery starts (`--metrics-addr`, `--metrics-file`, live state, progress),
 /// and whatever way the stage ends (success, failure, error, closed stdout, panic), its record
 /// is appended to the runs log (see `crate::metrics`).
-pub fn main<A: Parser>(
-    tool: &str,
-    common: impl Fn(&A) -> &Common,
-    run: impl FnOnce(A) -> anyhow::Result<Status>,
-) -> ExitCode {
+pub fn main<A: Parser>(tool: &str, common: impl Fn(&A) -> &Common, run: impl FnOnce(A) -> anyhow::Result<Status>) -> ExitCode {
     let args = A::parse();
     init_logging(common(&args));
     let tracked = match crate::metrics::start(tool, &common(&args).metrics) {

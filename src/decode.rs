@@ -219,11 +219,7 @@ fn split_lines<R: Read + Send>(
 }
 
 /// The decompression thread: fill empty buffers, send them back full; `(buf, 0)` marks the end.
-fn decompress<R: Read>(
-    r: &mut R,
-    empty: mpsc::Receiver<Vec<u8>>,
-    full: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>,
-) {
+fn decompress<R: Read>(r: &mut R, empty: mpsc::Receiver<Vec<u8>>, full: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>) {
     while let Ok(mut buf) = empty.recv() {
         let mut n = 0;
         let res = loop {

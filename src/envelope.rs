@@ -39,9 +39,7 @@ impl Location {
     pub fn parse(s: &str) -> Result<Location, String> {
         if let Some(rest) = s.strip_prefix("s3://") {
             match rest.split_once('/') {
-                Some((b, k)) if !b.is_empty() && !k.is_empty() => {
-                    Ok(Location::S3 { bucket: b.to_string(), key: k.to_string() })
-                }
+                Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok(Location::S3 { bucket: b.to_string(), key: k.to_string() }),
                 _ => Err(format!("{s:?} is not s3://BUCKET/KEY")),
             }
         } else if s.is_empty() {
@@ -147,7 +145,8 @@ impl ObjectRecord {
             prefix.extend_from_slice(br#","dry_run":true"#);
         }
         for name in carry {
-            if let Some(v) = self.extra.get(name.as_str()).filter(|_| !matches!(name.as_str(), "type" | "n" | "line" | "dry_run")) {
+            if let Some(v) = self.extra.get(name.as_str()).filter(|_| !matches!(name.as_str(), "type" | "n" | "line" | "dry_run"))
+            {
                 prefix.push(b',');
                 quote_into(name.as_bytes(), &mut prefix);
                 prefix.push(b':');

@@ -26,11 +26,7 @@ impl Output {
     pub fn stdout() -> Self {
         // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        Output {
-            file,
-            buf: Vec::with_capacity(OUT_BUF + 64 * 1024),
-            line_buffered: io::stdout().is_terminal(),
-        }
+        Output { file, buf: Vec::with_capacity(OUT_BUF + 64 * 1024), line_buffered: io::stdout().is_terminal() }
     }
 
     /// The buffer to append record bytes to; call [`Output::record_done`] after each record.
@@ -210,11 +206,7 @@ impl Input {
 
 /// The reader thread: fill buffers, send each one cut after its last newline (the partial line
 /// moves on to the next buffer); at the end, whatever is left. Stops when the receiver is gone.
-fn read_chunks(
-    mut reader: impl Read,
-    chunks: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>,
-    spare: mpsc::Receiver<Vec<u8>>,
-) {
+fn read_chunks(mut reader: impl Read, chunks: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>, spare: mpsc::Receiver<Vec<u8>>) {
     let fresh = |spare: &mpsc::Receiver<Vec<u8>>| spare.try_recv().unwrap_or_else(|_| vec![0u8; IN_BUF]);
     let mut buf = fresh(&spare);
     let mut filled = 0;

@@ -259,9 +259,10 @@ impl KeeperInner {
             // Due now: one request per message (several end records may share one).
             let mut due: Vec<Vec<Arc<Held>>> = Vec::new();
             for h in st.held.iter().filter(|h| h.wake_at() <= now) {
-                match due.iter_mut().find(|g| {
-                    g[0].token.receipt_handle == h.token.receipt_handle && g[0].token.queue_url == h.token.queue_url
-                }) {
+                match due
+                    .iter_mut()
+                    .find(|g| g[0].token.receipt_handle == h.token.receipt_handle && g[0].token.queue_url == h.token.queue_url)
+                {
                     Some(g) => g.push(h.clone()),
                     None => due.push(vec![h.clone()]),
                 }
@@ -275,7 +276,9 @@ impl KeeperInner {
                         sqs = Some((rt, client));
                     }
                     Err(e) => {
-                        tracing::warn!("cannot start a runtime for visibility extensions ({e}); waiting messages may be redelivered");
+                        tracing::warn!(
+                            "cannot start a runtime for visibility extensions ({e}); waiting messages may be redelivered"
+                        );
                         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                         st.held.clear();
                         st.stop = true;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The runs log is rotated (to `runs.log.1`, replacing it) once it is larger than this;
 /// `S3S_RUNS_LOG_MAX_BYTES` overrides it.
@@ -40,13 +40,21 @@ pub const RUNS_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const METRICS: &[(&str, Kind, &str)] = &[
     ("s3s_sqs_messages_received_total", Kind::Counter, "SQS messages received (s3s-poll)."),
     ("s3s_sqs_receive_errors_total", Kind::Counter, "ReceiveMessage calls that failed (s3s-poll)."),
-    ("s3s_sqs_messages_left_total", Kind::Counter, "SQS messages left in the queue for redelivery or its redrive policy, by reason (s3s-poll: not_understood; s3s-ack: incomplete)."),
+    (
+        "s3s_sqs_messages_left_total",
+        Kind::Counter,
+        "SQS messages left in the queue for redelivery or its redrive policy, by reason (s3s-poll: not_understood; s3s-ack: incomplete).",
+    ),
     ("s3s_sqs_messages_deleted_total", Kind::Counter, "SQS messages deleted once all their objects were delivered (s3s-ack)."),
     ("s3s_sqs_delete_failures_total", Kind::Counter, "SQS messages whose delete failed; they will be redelivered (s3s-ack)."),
     ("s3s_sqs_messages_in_flight", Kind::Gauge, "SQS messages whose objects have not all ended yet (s3s-ack)."),
     ("s3s_objects_announced_total", Kind::Counter, "Objects announced by notifications and passed on (s3s-poll)."),
     ("s3s_objects_excluded_total", Kind::Counter, "Announced objects excluded by --key-regex/--exclude-key-regex (s3s-poll)."),
-    ("s3s_notification_lag_seconds", Kind::Histogram, "Seconds from the S3 event (or the SQS send time) to its receipt (s3s-poll)."),
+    (
+        "s3s_notification_lag_seconds",
+        Kind::Histogram,
+        "Seconds from the S3 event (or the SQS send time) to its receipt (s3s-poll).",
+    ),
     ("s3s_objects_read_total", Kind::Counter, "Objects read to their end (s3s-cat)."),
     ("s3s_object_errors_total", Kind::Counter, "Sources that could not be read (s3s-cat)."),
     ("s3s_read_bytes_total", Kind::Counter, "Bytes read from sources, compressed (s3s-cat)."),
@@ -57,7 +65,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("s3s_records_published_total", Kind::Counter, "Records whose delivery the destination confirmed (publishers)."),
     ("s3s_publish_retries_total", Kind::Counter, "Deliveries retried after a retryable error (publishers)."),
     ("s3s_delivery_failures_total", Kind::Counter, "Records whose delivery failed for good (publishers)."),
-    ("s3s_delivery_latency_seconds", Kind::Histogram, "Seconds from handing a record to the publisher to its confirmed delivery (publishers)."),
+    (
+        "s3s_delivery_latency_seconds",
+        Kind::Histogram,
+        "Seconds from handing a record to the publisher to its confirmed delivery (publishers).",
+    ),
     ("s3s_invalid_input_lines_total", Kind::Counter, "Malformed input lines reported and skipped (every stage)."),
 ];
 
@@ -170,9 +182,7 @@ struct TallyGauge {
 
 impl TallyGauge {
     fn update(&self, f: impl Fn(f64) -> f64) {
-        let _ = self
-            .bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(f(f64::from_bits(b)).to_bits()));
+        let _ = self.bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(f(f64::from_bits(b)).to_bits()));
     }
 }
 
@@ -245,25 +255,37 @@ impl metrics::Recorder for Tally {
         self.prom.describe_histogram(key, unit, description)
     }
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        let t = get_or_insert(&self.series, key, |s| &s.counters, |s| &mut s.counters, || TallyCounter {
-            inner: self.prom.register_counter(key, metadata),
-            value: AtomicU64::new(0),
-        });
+        let t = get_or_insert(
+            &self.series,
+            key,
+            |s| &s.counters,
+            |s| &mut s.counters,
+            || TallyCounter { inner: self.prom.register_counter(key, metadata), value: AtomicU64::new(0) },
+        );
         Counter::from_arc(t)
     }
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        let t = get_or_insert(&self.series, key, |s| &s.gauges, |s| &mut s.gauges, || TallyGauge {
-            inner: self.prom.register_gauge(key, metadata),
-            bits: AtomicU64::new(0f64.to_bits()),
-        });
+        let t = get_or_insert(
+            &self.series,
+            key,
+            |s| &s.gauges,
+            |s| &mut s.gauges,
+            || TallyGauge { inner: self.prom.register_gauge(key, metadata), bits: AtomicU64::new(0f64.to_bits()) },
+        );
         Gauge::from_arc(t)
     }
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        let t = get_or_insert(&self.series, key, |s| &s.histograms, |s| &mut s.histograms, || TallyHistogram {
-            inner: self.prom.register_histogram(key, metadata),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        });
+        let t = get_or_insert(
+            &self.series,
+            key,
+            |s| &s.histograms,
+            |s| &mut s.histograms,
+            || TallyHistogram {
+                inner: self.prom.register_histogram(key, metadata),
+                count: AtomicU64::new(0),
+                sum_micros: AtomicU64::new(0),
+            },
+        );
         Histogram::from_arc(t)
     }
 }
@@ -904,10 +926,8 @@ fn answer(conn: &mut TcpStream) -> io::Result<()> {
         ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "not found: try /metrics\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "GET /metrics\n".to_string()),
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let head =
+        format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     conn.write_all(head.as_bytes())?;
     if method != "HEAD" {
         conn.write_all(body.as_bytes())?;
@@ -967,7 +987,15 @@ fn progress_text(tool: &str, rate: f64) -> (u64, String) {
         }
         "s3s-filter" => {
             let (k, d) = (c("s3s_lines_kept_total"), c("s3s_lines_dropped_total"));
-            (k + d, format!("{tool}: {} lines in, {} kept, {} lines/s", human_count((k + d) as f64), human_count(k as f64), human_count(rate)))
+            (
+                k + d,
+                format!(
+                    "{tool}: {} lines in, {} kept, {} lines/s",
+                    human_count((k + d) as f64),
+                    human_count(k as f64),
+                    human_count(rate)
+                ),
+            )
         }
         "s3s-poll" => {
             let m = c("s3s_sqs_messages_received_total");
@@ -979,7 +1007,15 @@ fn progress_text(tool: &str, rate: f64) -> (u64, String) {
         }
         _ => {
             let p = c("s3s_records_published_total");
-            (p, format!("{tool}: {} records published, {} failed, {} records/s", human_count(p as f64), c("s3s_delivery_failures_total"), human_count(rate)))
+            (
+                p,
+                format!(
+                    "{tool}: {} records published, {} failed, {} records/s",
+                    human_count(p as f64),
+                    c("s3s_delivery_failures_total"),
+                    human_count(rate)
+                ),
+            )
         }
     }
 }

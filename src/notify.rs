@@ -131,7 +131,8 @@ mod tests {
 
     fn s3_event(key: &str) -> String {
         serde_json::json!({"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-11-28T17:00:00.000Z",
-            "eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"logs"},"object":{"key":key,"size":42,"eTag":"abc"}}}]}).to_string()
+            "eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"logs"},"object":{"key":key,"size":42,"eTag":"abc"}}}]})
+        .to_string()
     }
 
     fn one(n: Notice) -> Announced {
@@ -164,7 +165,8 @@ mod tests {
     fn several_records_and_poison() {
         let two = serde_json::json!({"Records":[
             {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"1"}}},
-            {"eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"2"}}}]}).to_string();
+            {"eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"2"}}}]})
+        .to_string();
         match parse(&two).unwrap() {
             Notice::Objects(v) => assert_eq!(v.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), ["1", "2"]),
             other => panic!("{other:?}"),

@@ -26,8 +26,7 @@ fn endpoint_override(cfg: &aws_config::SdkConfig) -> bool {
 /// An S3 client from the shared configuration.
 pub fn s3_client(cfg: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-    let path_style = endpoint_override(cfg)
-        || std::env::var("S3S_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
+    let path_style = endpoint_override(cfg) || std::env::var("S3S_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
     let conf = aws_sdk_s3::config::Builder::from(cfg)
         .force_path_style(path_style)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -83,11 +82,8 @@ pub fn get_object(
                 return;
             }
         };
-        let info = ObjectInfo {
-            size: resp.content_length,
-            etag: resp.e_tag.clone(),
-            content_encoding: resp.content_encoding.clone(),
-        };
+        let info =
+            ObjectInfo { size: resp.content_length, etag: resp.e_tag.clone(), content_encoding: resp.content_encoding.clone() };
         if head_tx.send(Ok(info)).is_err() {
             return;
         }

@@ -115,14 +115,19 @@ pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
 pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
     text.clear();
-    members_decoding(rec, |k| k == b"line", text, |k, v| {
-        match k {
-            b"type" => out.ty = Some(v),
-            b"line" => out.line = Some(v),
-            _ => {}
-        }
-        true
-    })?;
+    members_decoding(
+        rec,
+        |k| k == b"line",
+        text,
+        |k, v| {
+            match k {
+                b"type" => out.ty = Some(v),
+                b"line" => out.line = Some(v),
+                _ => {}
+            }
+            true
+        },
+    )?;
     match out.ty {
         Some(t) if t.is_string => Ok(out),
         _ => Err(ScanError::NoType),
@@ -265,7 +270,8 @@ fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
             }
             let v = &b[i..j];
             let ok = matches!(v, b"true" | b"false" | b"null")
-                || (!v.is_empty() && (v[0] == b'-' || v[0].is_ascii_digit())
+                || (!v.is_empty()
+                    && (v[0] == b'-' || v[0].is_ascii_digit())
                     && v.iter().all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')));
             if ok { Ok(Raw { start: i, end: j, is_string: false, escaped: false }) } else { Err(ScanError::Malformed(i)) }
         }

@@ -8,8 +8,8 @@
 //! not forwarded yet is lost only as a duplicate-to-be, never as a loss, since an `end` record is
 //! always written after its object's lines and a message is deleted only after its `end`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use signal_hook::consts::{SIGINT, SIGTERM};

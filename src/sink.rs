@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::cli::Status;
-use crate::io::{report_bad_line, Input, Output};
+use crate::io::{Input, Output, report_bad_line};
 use crate::lease::{Held, Keeper};
 use crate::scan::{self, Raw, ScanError};
 
@@ -541,10 +541,8 @@ impl Shared {
     /// token (local files, dry runs) need no AWS access.
     fn push(&self, rec: &[u8], after: u64, end: bool, slot: Option<u32>) {
         // Parsed outside the lock, and only when the record will most likely wait.
-        let held = (!self.dry_run && after > self.wm.load(Ordering::Acquire))
-            .then(|| Held::from_record(rec))
-            .flatten()
-            .map(Arc::new);
+        let held =
+            (!self.dry_run && after > self.wm.load(Ordering::Acquire)).then(|| Held::from_record(rec)).flatten().map(Arc::new);
         let mut st = self.lock();
         if st.pending.is_empty() && st.wm >= after {
             self.forward(&mut st, rec, end, slot);
@@ -614,7 +612,11 @@ enum Room {
 /// `s3://bucket/key` or the file of a record, for messages (slow path: parses the record).
 fn location(rec: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(rec).unwrap_or_default();
-    match (v.get("bucket").and_then(|b| b.as_str()), v.get("key").and_then(|k| k.as_str()), v.get("file").and_then(|f| f.as_str())) {
+    match (
+        v.get("bucket").and_then(|b| b.as_str()),
+        v.get("key").and_then(|k| k.as_str()),
+        v.get("file").and_then(|f| f.as_str()),
+    ) {
         (Some(b), Some(k), _) => format!("s3://{b}/{k}"),
         (_, _, Some(f)) => f.to_string(),
         _ => "(record without bucket/key or file)".to_string(),
@@ -647,28 +649,33 @@ enum Kind {
 fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) -> Result<Scanned, ScanError> {
     let mut s = Scanned::default();
     text.clear();
-    scan::members_decoding(rec, |k| k == b"line", text, |k, v| {
-        // By length first, then as a fixed-size array: one integer compare, no memcmp call.
-        match *k {
-            [b'n'] => s.n = Some(v),
-            [b'k', b'e', b'y'] => s.key = Some(v),
-            [a, b, c, d] => match &[a, b, c, d] {
-                b"type" => s.ty = Some(v),
-                b"line" => s.line = Some(v),
-                b"file" => s.file = Some(v),
+    scan::members_decoding(
+        rec,
+        |k| k == b"line",
+        text,
+        |k, v| {
+            // By length first, then as a fixed-size array: one integer compare, no memcmp call.
+            match *k {
+                [b'n'] => s.n = Some(v),
+                [b'k', b'e', b'y'] => s.key = Some(v),
+                [a, b, c, d] => match &[a, b, c, d] {
+                    b"type" => s.ty = Some(v),
+                    b"line" => s.line = Some(v),
+                    b"file" => s.file = Some(v),
+                    _ => {}
+                },
+                [a, b, c, d, e, f] if &[a, b, c, d, e, f] == b"bucket" => s.bucket = Some(v),
+                [a, b, c, d, e, f, g] if &[a, b, c, d, e, f, g] == b"dry_run" => {
+                    s.dry_run = !v.is_string && &rec[v.start..v.end] == b"true"
+                }
                 _ => {}
-            },
-            [a, b, c, d, e, f] if &[a, b, c, d, e, f] == b"bucket" => s.bucket = Some(v),
-            [a, b, c, d, e, f, g] if &[a, b, c, d, e, f, g] == b"dry_run" => {
-                s.dry_run = !v.is_string && &rec[v.start..v.end] == b"true"
             }
-            _ => {}
-        }
-        if field.is_some_and(|f| f == k) {
-            s.field = Some(v);
-        }
-        true
-    })?;
+            if field.is_some_and(|f| f == k) {
+                s.field = Some(v);
+            }
+            true
+        },
+    )?;
     match s.ty {
         Some(t) if t.is_string => Ok(s),
         _ => Err(ScanError::NoType),
@@ -951,7 +958,7 @@ fn listen_for_signals(events: mpsc::Sender<Event>) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            use tokio::signal::unix::{signal, SignalKind};
+            use tokio::signal::unix::{SignalKind, signal};
             let rt = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -1166,11 +1173,7 @@ fn stdout_failed(shared: &Shared, control: &dyn Control, e: std::io::Error) -> a
     }
     shared.keeper.stop();
     control.abort();
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Ok(Status::Ok)
-    } else {
-        Err(anyhow::Error::new(e).context("writing stdout"))
-    }
+    if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(Status::Ok) } else { Err(anyhow::Error::new(e).context("writing stdout")) }
 }
 
 #[cfg(test)]

@@ -233,12 +233,10 @@ pub fn tls_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, String
                 rustls_pki_types::pem::Error::NoItemsFound => format!("--tls-key {}: no private key in it", key.display()),
                 e => format!("--tls-key {}: {e}", key.display()),
             })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(_) => format!("--tls-key does not belong to --tls-cert {}", cert.display()),
-                    e => format!("--tls-cert {} with --tls-key: {e}", cert.display()),
-                })?
+            builder.with_client_auth_cert(chain, key).map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => format!("--tls-key does not belong to --tls-cert {}", cert.display()),
+                e => format!("--tls-cert {} with --tls-key: {e}", cert.display()),
+            })?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => return Err("--tls-cert and --tls-key go together".into()),
@@ -372,8 +370,14 @@ const TLS13_SETTLE: Duration = Duration::from_millis(500);
 fn settle_tls13(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> io::Result<()> {
     s.sock.set_read_timeout(Some(TLS13_SETTLE))?;
     let result = match s.conn.read_tls(&mut s.sock) {
-        Ok(0) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the server closed the connection after the TLS handshake")),
-        Ok(_) => s.conn.process_new_packets().map(drop).map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, format!("TLS: {e}"))),
+        Ok(0) => {
+            Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the server closed the connection after the TLS handshake"))
+        }
+        Ok(_) => s
+            .conn
+            .process_new_packets()
+            .map(drop)
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, format!("TLS: {e}"))),
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(()),
         Err(e) => Err(e),
     };
@@ -454,7 +458,8 @@ impl Link {
             Server::Tls(_) => {
                 let config = tls_config(&opts.tls)?;
                 let host = opts.tls.server_name.clone().or_else(|| opts.server.host().map(str::to_string)).unwrap_or_default();
-                let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS server name {host:?}: {e}"))?;
+                let name =
+                    rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("TLS server name {host:?}: {e}"))?;
                 Some((config, name))
             }
             _ => None,
@@ -472,7 +477,20 @@ impl Link {
             work: Condvar::new(),
             room: Condvar::new(),
         });
-        let writer = Writer { opts, tls, shared: shared.clone(), reporter, conn: None, window: VecDeque::new(), window_bytes: 0, spare: Vec::new(), rate: Rate::default(), warned_udp: false, last_warn: None, broken: false };
+        let writer = Writer {
+            opts,
+            tls,
+            shared: shared.clone(),
+            reporter,
+            conn: None,
+            window: VecDeque::new(),
+            window_bytes: 0,
+            spare: Vec::new(),
+            rate: Rate::default(),
+            warned_udp: false,
+            last_warn: None,
+            broken: false,
+        };
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer.run())

@@ -8,7 +8,7 @@ use clap::Parser;
 use serde_json::Value;
 
 use crate::cli::{Common, Status};
-use crate::io::{report_bad_line, Input, Output};
+use crate::io::{Input, Output, report_bad_line};
 use crate::shutdown::{DrainArgs, Shutdown};
 use crate::{lease, s3, scan};
 
@@ -96,14 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     // One background worker: it runs the visibility leases while the main thread reads stdin.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let mut acker = Acker {
-        dry_run: args.dry_run,
-        rt,
-        sqs: None,
-        waiting: HashMap::new(),
-        ready: HashMap::new(),
-        counts: Counts::default(),
-    };
+    let mut acker =
+        Acker { dry_run: args.dry_run, rt, sqs: None, waiting: HashMap::new(), ready: HashMap::new(), counts: Counts::default() };
     let mut out = Output::stdout();
     let mut input = Input::stdin();
     let mut ty_buf = Vec::new();
@@ -183,8 +177,7 @@ impl Acker {
                 }
                 _ => None,
             };
-            self.waiting
-                .insert(receipt.clone(), Waiting { message_id, queue_url, objects, ended: 0, _lease: lease });
+            self.waiting.insert(receipt.clone(), Waiting { message_id, queue_url, objects, ended: 0, _lease: lease });
         }
         let w = self.waiting.get_mut(&receipt).expect("inserted above");
         if is_end {

@@ -7,8 +7,8 @@ use clap::Parser;
 
 use crate::cli::{Common, Status};
 use crate::decode::{self, ReadError};
-use crate::envelope::{Location, ObjectRecord, OBJECT};
-use crate::io::{report_bad_line, Input, Output};
+use crate::envelope::{Location, OBJECT, ObjectRecord};
+use crate::io::{Input, Output, report_bad_line};
 use crate::shutdown::{DrainArgs, Shutdown};
 use crate::{lease, s3, scan};
 
@@ -154,9 +154,7 @@ impl Cat {
 
     fn open(&mut self, loc: &Location) -> Result<Box<dyn Read + Send>, String> {
         match loc {
-            Location::File(p) => std::fs::File::open(p)
-                .map(|f| Box::new(f) as Box<dyn Read + Send>)
-                .map_err(|e| e.to_string()),
+            Location::File(p) => std::fs::File::open(p).map(|f| Box::new(f) as Box<dyn Read + Send>).map_err(|e| e.to_string()),
             Location::S3 { bucket, key } => {
                 if self.rt.is_none() {
                     let rt = tokio::runtime::Builder::new_multi_thread()

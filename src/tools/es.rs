@@ -32,16 +32,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
 use sha2::Digest;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::metrics::events;
-use crate::scan::{self, quote_into, Raw};
-use crate::sink::{self, parse_duration, Control, Driver, Line, NoControl, PublishError, Publisher, Reporter, SinkArgs, Ticket};
+use crate::scan::{self, Raw, quote_into};
+use crate::sink::{self, Control, Driver, Line, NoControl, PublishError, Publisher, Reporter, SinkArgs, Ticket, parse_duration};
 
 const TOOL: &str = "s3s-es";
 
@@ -307,14 +307,8 @@ fn format_rfc3339_millis(ms: i64, out: &mut Vec<u8>) {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let tod = secs.rem_euclid(86_400);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60,
-        ms.rem_euclid(1000)
-    );
+    let _ =
+        write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", tod / 3600, tod / 60 % 60, tod % 60, ms.rem_euclid(1000));
 }
 
 /// ISO 8601 week-based year and week number of a day number.
@@ -372,7 +366,8 @@ impl IndexPattern {
                 lit.push(c);
                 continue;
             }
-            let conv = chars.next().ok_or_else(|| UsageError(format!("index {s:?}: a lone % at the end (%% for a percent sign)")))?;
+            let conv =
+                chars.next().ok_or_else(|| UsageError(format!("index {s:?}: a lone % at the end (%% for a percent sign)")))?;
             let u = match conv {
                 '%' => {
                     lit.push('%');
@@ -870,7 +865,8 @@ impl Ctx {
             #[serde(default)]
             error: Option<serde_json::Value>,
         }
-        let head: Head = serde_json::from_slice(resp).map_err(|e| format!("unreadable bulk response ({e}): {}", preview(resp)))?;
+        let head: Head =
+            serde_json::from_slice(resp).map_err(|e| format!("unreadable bulk response ({e}): {}", preview(resp)))?;
         if !head.errors {
             for item in &batch.items {
                 self.reporter.delivered(item.ticket);
@@ -1113,9 +1109,8 @@ fn auth_header(args: &Args) -> Result<Option<HeaderValue>, UsageError> {
         Some(user) => {
             let password = match &args.password_file {
                 Some(p) => read_secret("--password-file", p)?,
-                None => env_secret("S3S_ES_PASSWORD").ok_or_else(|| {
-                    UsageError("--user needs a password: set S3S_ES_PASSWORD or give --password-file".into())
-                })?,
+                None => env_secret("S3S_ES_PASSWORD")
+                    .ok_or_else(|| UsageError("--user needs a password: set S3S_ES_PASSWORD or give --password-file".into()))?,
             };
             Some(format!("Basic {}", b64.encode(format!("{user}:{password}"))))
         }
@@ -1128,7 +1123,8 @@ fn auth_header(args: &Args) -> Result<Option<HeaderValue>, UsageError> {
     match given.len() {
         0 => Ok(None),
         1 => {
-            let mut v = HeaderValue::from_str(&given[0]).map_err(|_| UsageError("credentials contain characters not allowed in a header".into()))?;
+            let mut v = HeaderValue::from_str(&given[0])
+                .map_err(|_| UsageError("credentials contain characters not allowed in a header".into()))?;
             v.set_sensitive(true);
             Ok(Some(v))
         }
@@ -1253,11 +1249,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let concurrency = args.concurrency as usize;
     let flush_interval = args.flush_interval;
     sink::run(driver, move |reporter| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("es-send")
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("es-send").enable_all().build()?;
         let http = {
             let _guard = rt.enter();
             HyperClient::builder(hyper_util::rt::TokioExecutor::new())

@@ -6,9 +6,9 @@ use clap::Parser;
 use regex::bytes::{Regex, RegexBuilder};
 
 use crate::cli::{Common, Status, UsageError};
-use crate::io::{report_bad_line, Input, Output};
-use crate::shutdown::{DrainArgs, Shutdown};
+use crate::io::{Input, Output, report_bad_line};
 use crate::scan;
+use crate::shutdown::{DrainArgs, Shutdown};
 
 const TOOL: &str = "s3s-filter";
 
@@ -193,7 +193,7 @@ fn filter_chunk(filter: &Filter, data: &[u8], r: &mut ChunkResult, text_buf: &mu
 /// regex) uses both cores when they are free, and the output is the same, byte for byte, as
 /// a sequential filter's.
 pub fn run(args: Args) -> anyhow::Result<Status> {
-    use std::sync::{mpsc, Arc, Mutex};
+    use std::sync::{Arc, Mutex, mpsc};
     let filter = Arc::new(Filter::new(&args)?);
     // A signal changes nothing but the bound: the input ends when upstream stops.
     let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;

@@ -171,7 +171,10 @@ struct Format {
 
 impl Format {
     fn new(args: &Args, server: &Server) -> Result<Format, UsageError> {
-        let host = args.host.clone().unwrap_or_else(|| hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "-".into()));
+        let host = args
+            .host
+            .clone()
+            .unwrap_or_else(|| hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "-".into()));
         let mut head = br#"{"version":"1.1","host":"#.to_vec();
         quote_into(host.as_bytes(), &mut head);
         let mut extra = Vec::new();
@@ -194,7 +197,9 @@ impl Format {
             (Some(c), true) => c,
             (Some(c), false) => {
                 let name = if c == Compress::Gzip { "gzip" } else { "zlib" };
-                return Err(UsageError(format!("--compress {name}: GELF over TCP/TLS is uncompressed JSON (use --compress none, or udp://)")));
+                return Err(UsageError(format!(
+                    "--compress {name}: GELF over TCP/TLS is uncompressed JSON (use --compress none, or udp://)"
+                )));
             }
         };
         let deflate = match compress {
@@ -204,7 +209,17 @@ impl Format {
         };
         let chunk = args.chunk_size as usize;
         let udp = server.is_udp().then_some((chunk, (chunk - CHUNK_HEADER) * MAX_CHUNKS));
-        Ok(Format { head, level: args.level, extra, compress, deflate, udp, json: Vec::new(), payload: Vec::new(), scratch: Vec::new() })
+        Ok(Format {
+            head,
+            level: args.level,
+            extra,
+            compress,
+            deflate,
+            udp,
+            json: Vec::new(),
+            payload: Vec::new(),
+            scratch: Vec::new(),
+        })
     }
 
     /// The GELF JSON of `line` into `self.json`.
@@ -449,7 +464,14 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let link_opts = args.transport.link_options(server.clone(), TOOL, server.is_udp().then(|| chunker(args.chunk_size as usize)));
     let stream = !server.is_udp();
     let server = server.to_string();
-    let status = transport::run_publisher(driver, link_opts, |link| GelfPublisher { format, server, stream, link, dead_letter, dead: dead.clone() })?;
+    let status = transport::run_publisher(driver, link_opts, |link| GelfPublisher {
+        format,
+        server,
+        stream,
+        link,
+        dead_letter,
+        dead: dead.clone(),
+    })?;
     let d = dead.load(Ordering::Relaxed);
     if d > 0 {
         eprintln!("{TOOL}: {d} message{} too large for {MAX_CHUNKS} chunks", if d == 1 { "" } else { "s" });

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
 
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::quote_into;
@@ -372,16 +372,16 @@ type Kafka = Arc<BaseProducer<Context>>;
 /// queue by [`native::Poller`], a batch at a time; rust-rdkafka's own `poll` (called by its
 /// `flush` and at drop) still works too, through `Context::delivery`.
 mod native {
-    use std::ffi::{c_void, CStr, CString};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::ffi::{CStr, CString, c_void};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::thread::JoinHandle;
 
+    use rdkafka::ClientContext;
     use rdkafka::bindings as rd;
     use rdkafka::config::RDKafkaLogLevel;
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::Producer;
-    use rdkafka::ClientContext;
 
     use super::Kafka;
     use crate::sink::Ticket;
@@ -814,9 +814,7 @@ pub fn client_config(args: &Args) -> Result<ClientConfig, UsageError> {
     }
     let has_brokers = ["bootstrap.servers", "metadata.broker.list"].iter().any(|k| config.get(k).is_some_and(|v| !v.is_empty()));
     if !has_brokers && !args.sink.dry_run {
-        return Err(UsageError(
-            "no brokers: give -b BROKERS, set S3S_KAFKA_BROKERS, or bootstrap.servers in -F/-X".into(),
-        ));
+        return Err(UsageError("no brokers: give -b BROKERS, set S3S_KAFKA_BROKERS, or bootstrap.servers in -F/-X".into()));
     }
     let debug = config.get("debug").is_some();
     config.set_log_level(if args.common.quiet {
@@ -835,9 +833,7 @@ pub fn client_config(args: &Args) -> Result<ClientConfig, UsageError> {
 
 fn config_error(e: KafkaError) -> UsageError {
     match e {
-        KafkaError::ClientConfig(_, desc, key, value) => {
-            UsageError(format!("librdkafka configuration: {key}={value}: {desc}"))
-        }
+        KafkaError::ClientConfig(_, desc, key, value) => UsageError(format!("librdkafka configuration: {key}={value}: {desc}")),
         KafkaError::ClientCreation(desc) => UsageError(format!("librdkafka configuration: {desc}")),
         other => UsageError(format!("librdkafka configuration: {other}")),
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use clap::Parser;
 use regex::Regex;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::cli::{Common, Status, UsageError};
 use crate::io::Output;
@@ -136,9 +136,7 @@ struct KeyFilter {
 impl KeyFilter {
     fn new(args: &Args) -> Result<Self, UsageError> {
         let compile = |flag: &str, p: &Option<String>| {
-            p.as_deref()
-                .map(|p| Regex::new(p).map_err(|e| UsageError(format!("invalid {flag}: {e}"))))
-                .transpose()
+            p.as_deref().map(|p| Regex::new(p).map_err(|e| UsageError(format!("invalid {flag}: {e}")))).transpose()
         };
         Ok(KeyFilter {
             keep: compile("--key-regex", &args.key_regex)?,
@@ -191,7 +189,7 @@ fn take_lock(path: &std::path::Path, wait: bool) -> anyhow::Result<Option<std::f
 }
 
 async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let cfg = s3::sdk_config().await;
@@ -315,9 +313,7 @@ fn now_ms() -> u64 {
 }
 
 fn receive_count(m: &aws_sdk_sqs::types::Message) -> Option<u64> {
-    m.attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|v| v.parse().ok())
+    m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount)).and_then(|v| v.parse().ok())
 }
 
 /// The queue's own visibility timeout, when --visibility-timeout does not set one.

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::cli::Status;
 use crate::metrics::{self, human_count, parse_time_ms};
@@ -99,7 +99,8 @@ pub fn read_live(dir: &Path) -> Vec<Map<String, Value>> {
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let Ok(Value::Object(mut m)) = std::fs::read(&p).map_err(|_| ()).and_then(|t| serde_json::from_slice(&t).map_err(|_| ())) else {
+        let Ok(Value::Object(mut m)) = std::fs::read(&p).map_err(|_| ()).and_then(|t| serde_json::from_slice(&t).map_err(|_| ()))
+        else {
             continue;
         };
         let alive = m.get("pid").and_then(Value::as_u64).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
@@ -292,8 +293,14 @@ fn stage_summary(m: &Map<String, Value>) -> String {
         ),
         "s3s-filter" => format!("{} kept, {} dropped", n("s3s_lines_kept_total"), n("s3s_lines_dropped_total")),
         "s3s-ack" => {
-            let inflight = m.get("counters").and_then(|c| c.get("s3s_sqs_messages_in_flight")).and_then(Value::as_u64).unwrap_or(0);
-            format!("{} deleted, {} failed, {} in flight", c("s3s_sqs_messages_deleted_total"), c("s3s_sqs_delete_failures_total"), inflight)
+            let inflight =
+                m.get("counters").and_then(|c| c.get("s3s_sqs_messages_in_flight")).and_then(Value::as_u64).unwrap_or(0);
+            format!(
+                "{} deleted, {} failed, {} in flight",
+                c("s3s_sqs_messages_deleted_total"),
+                c("s3s_sqs_delete_failures_total"),
+                inflight
+            )
         }
         _ => format!(
             "{} published, {} retries, {} failed",
@@ -362,9 +369,8 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let dir = args.state_dir.clone().unwrap_or_else(metrics::state_dir);
     let runs = read_runs(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
     let mut live = read_live(&dir);
-    let wanted = |m: &Map<String, Value>| {
-        args.pipeline.as_deref().is_none_or(|p| m.get("pipeline").and_then(Value::as_str) == Some(p))
-    };
+    let wanted =
+        |m: &Map<String, Value>| args.pipeline.as_deref().is_none_or(|p| m.get("pipeline").and_then(Value::as_str) == Some(p));
     live.retain(|m| wanted(m));
     let mut groups = group(runs.into_iter().filter(|m| wanted(m)).collect());
     let skip = groups.len().saturating_sub(args.last);
@@ -408,9 +414,22 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         return Ok(Status::Ok);
     }
     let mut rows = vec![
-        ["STARTED (UTC)", "TOOK", "PIPELINE", "STAGES", "MSGS", "DELETED", "OBJECTS", "LINES IN", "LINES OUT", "PUBLISHED", "ERRORS", "EXIT"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "STARTED (UTC)",
+            "TOOK",
+            "PIPELINE",
+            "STAGES",
+            "MSGS",
+            "DELETED",
+            "OBJECTS",
+            "LINES IN",
+            "LINES OUT",
+            "PUBLISHED",
+            "ERRORS",
+            "EXIT",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     let mut stage_rows: Vec<Vec<Vec<String>>> = Vec::new();
     for g in &groups {

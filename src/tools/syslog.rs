@@ -14,8 +14,8 @@
 //! the header is formatted here (into a reused buffer, the timestamp cached per second), and
 //! the transport is ours (std sockets + rustls).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -181,7 +181,8 @@ pub fn parse_facility(s: &str) -> Result<u8, String> {
 
 /// Parse a severity name (syslog's and a few common spellings) or number into 0-7.
 pub fn parse_severity(s: &str) -> Result<u8, String> {
-    severity_of(s.as_bytes()).ok_or_else(|| format!("unknown severity {s:?} (emerg, alert, crit, err, warning, notice, info, debug or 0-7)"))
+    severity_of(s.as_bytes())
+        .ok_or_else(|| format!("unknown severity {s:?} (emerg, alert, crit, err, warning, notice, info, debug or 0-7)"))
 }
 
 fn severity_of(s: &[u8]) -> Option<u8> {
@@ -531,7 +532,12 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let max_message = format.max_message;
     let driver = Driver { tool: TOOL, args: &args.sink, field: args.severity_field.clone() };
     let link_opts = args.transport.link_options(server.clone(), TOOL, None);
-    let status = transport::run_publisher(driver, link_opts, |link| SyslogPublisher { format, server: server.to_string(), link, msg: Vec::with_capacity(1024) })?;
+    let status = transport::run_publisher(driver, link_opts, |link| SyslogPublisher {
+        format,
+        server: server.to_string(),
+        link,
+        msg: Vec::with_capacity(1024),
+    })?;
     let t = truncated.load(Ordering::Relaxed);
     if t > 0 {
         eprintln!("{TOOL}: {t} line{} truncated to --max-message {max_message} bytes", if t == 1 { "" } else { "s" });

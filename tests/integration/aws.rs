@@ -50,16 +50,15 @@ impl Fixture {
         let cfg = rt.block_on(s3s::s3::sdk_config());
         let s3 = s3s::s3::s3_client(&cfg);
         let sqs = s3s::s3::sqs_client(&cfg);
-        let unique = format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 1_000_000);
+        let unique = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 1_000_000
+        );
         let bucket = format!("s3s-{unique}");
         let queue_url = rt.block_on(async {
             s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-            let q = sqs
-                .create_queue()
-                .queue_name(format!("q-{unique}"))
-                .send()
-                .await
-                .expect("create queue");
+            let q = sqs.create_queue().queue_name(format!("q-{unique}")).send().await.expect("create queue");
             q.queue_url.unwrap()
         });
         let f = Fixture { rt, s3, sqs, bucket, queue_url };
@@ -102,14 +101,7 @@ impl Fixture {
 
     pub fn put(&self, key: &str, body: Vec<u8>) {
         self.rt.block_on(async {
-            self.s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .expect("put object");
+            self.s3.put_object().bucket(&self.bucket).key(key).body(ByteStream::from(body)).send().await.expect("put object");
         });
     }
 

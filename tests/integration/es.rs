@@ -12,17 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::aws::{gzip, lines, Fixture};
+use crate::aws::{Fixture, gzip, lines};
 use crate::support::sh;
 
 #[test]
 fn golden() {
     // Dry runs, malformed input and usage errors: none of them needs a server.
-    trycmd::TestCases::new()
-        .register_bin("s3s-es", trycmd::cargo::cargo_bin!("s3s-es"))
-        .case("tests/cmd/es/*.toml");
+    trycmd::TestCases::new().register_bin("s3s-es", trycmd::cargo::cargo_bin!("s3s-es")).case("tests/cmd/es/*.toml");
 }
 
 /// The server's URL; panics with instructions when it is not set (never a silent pass).
@@ -50,7 +48,8 @@ fn es_at(base: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
     }
     let out = cmd.output().expect("run curl");
     assert!(out.status.success(), "curl {method} {url}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{method} {url}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn count(index: &str) -> u64 {
@@ -83,7 +82,8 @@ fn tmp(name: &str) -> PathBuf {
 fn object(bucket: &str, key: &str, n: usize, extra: impl Fn(usize) -> Value) -> String {
     let mut s = json!({"type": "object", "bucket": bucket, "key": key}).to_string() + "\n";
     for i in 1..=n {
-        let mut rec = json!({"type": "line", "bucket": bucket, "key": key, "n": i, "line": format!("{key}\tline {i}\t\"quoted\"\t\u{e9}")});
+        let mut rec =
+            json!({"type": "line", "bucket": bucket, "key": key, "n": i, "line": format!("{key}\tline {i}\t\"quoted\"\t\u{e9}")});
         if let Value::Object(m) = extra(i) {
             rec.as_object_mut().unwrap().extend(m);
         }
@@ -101,7 +101,12 @@ fn write(name: &str, text: &str) -> PathBuf {
 /// The `type` of each record on stdout.
 fn types(out: &str) -> Vec<String> {
     out.lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}"))["type"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad record {l:?}: {e}"))["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -111,15 +116,15 @@ fn indexes_a_stream_and_forwards_ends_after_it() {
     let index = unique("stream");
     let none = |_| Value::Null;
     let input = object("logs", "cf/a.gz", 2500, none)
-        + &object("logs", "cf/b.gz", 3, |i| json!({"event_time": format!("2026-01-0{i}T10:00:00Z"), "etag": "\"e1\"", "status": 200 + i}))
+        + &object(
+            "logs",
+            "cf/b.gz",
+            3,
+            |i| json!({"event_time": format!("2026-01-0{i}T10:00:00Z"), "etag": "\"e1\"", "status": 200 + i}),
+        )
         + "{\"type\":\"message\",\"reason\":\"s3:TestEvent\"}\n";
     let file = write("stream.ndjson", &input);
-    let run = || {
-        sh(&format!(
-            "s3s-es --url {url} -i '{index}-%Y.%m' --id-from-source --batch-docs 700 < {}",
-            file.display()
-        ))
-    };
+    let run = || sh(&format!("s3s-es --url {url} -i '{index}-%Y.%m' --id-from-source --batch-docs 700 < {}", file.display()));
     let (code, out, err) = run();
     assert_eq!(code, 0, "{err}");
     assert_eq!(types(&out), ["object", "end", "object", "end", "message"], "{out}");
@@ -220,7 +225,8 @@ struct Proxy {
 
 impl Proxy {
     fn start(faults: &[Fault]) -> Proxy {
-        let upstream: SocketAddr = es_url().trim_start_matches("http://").trim_end_matches('/').parse().expect("S3S_ES_URL as http://IP:PORT");
+        let upstream: SocketAddr =
+            es_url().trim_start_matches("http://").trim_end_matches('/').parse().expect("S3S_ES_URL as http://IP:PORT");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Mutex::new(faults.iter().copied().collect::<VecDeque<_>>()));
@@ -268,7 +274,10 @@ fn serve(conn: TcpStream, upstream: SocketAddr, faults: &Mutex<VecDeque<Fault>>,
     requests.fetch_add(1, Ordering::SeqCst);
     let fault = faults.lock().unwrap().pop_front();
     let answer = |status: u16, text: String| {
-        format!("HTTP/1.1 {status} Injected\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len())
+        format!(
+            "HTTP/1.1 {status} Injected\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+            text.len()
+        )
     };
     match fault {
         Some(Fault::Status(s)) => {
@@ -278,7 +287,8 @@ fn serve(conn: TcpStream, upstream: SocketAddr, faults: &Mutex<VecDeque<Fault>>,
         Some(Fault::Items(s)) => {
             // Gzip'd bodies are not used with the proxy: the body is NDJSON, two lines a document.
             let docs = body.iter().filter(|&&b| b == b'\n').count() / 2;
-            let item = json!({"index": {"status": s, "error": {"type": "es_rejected_execution_exception", "reason": "injected"}}});
+            let item =
+                json!({"index": {"status": s, "error": {"type": "es_rejected_execution_exception", "reason": "injected"}}});
             let resp = json!({"took": 1, "errors": true, "items": vec![item; docs]});
             conn.write_all(answer(200, resp.to_string()).as_bytes())
         }
@@ -321,11 +331,8 @@ fn gives_up_after_max_retries_and_withholds_the_end() {
     let index = unique("giveup");
     let proxy = Proxy::start(&[Fault::Status(503); 10]);
     let file = write("giveup.ndjson", &(object("b", "k", 20, |_| Value::Null) + "{\"type\":\"message\"}\n"));
-    let (code, out, err) = sh(&format!(
-        "s3s-es --url {} -i {index} --backoff 10ms --max-retries 2 < {}",
-        proxy.url(),
-        file.display()
-    ));
+    let (code, out, err) =
+        sh(&format!("s3s-es --url {} -i {index} --backoff 10ms --max-retries 2 < {}", proxy.url(), file.display()));
     assert_eq!(code, 1, "{err}");
     assert_eq!(types(&out), ["object", "message"], "the end is withheld, the rest goes on: {out}");
     assert!(err.contains("(gave up after 3 attempts)"), "{err}");
@@ -339,7 +346,8 @@ fn a_dead_node_is_skipped_on_retry() {
     let index = unique("nodes");
     // Nothing listens on port 1: the first request fails to connect, its retry goes to the next node.
     let file = write("nodes.ndjson", &object("b", "k", 10, |_| Value::Null));
-    let (code, out, err) = sh(&format!("s3s-es --url http://127.0.0.1:1 --url {url} -i {index} --backoff 10ms < {}", file.display()));
+    let (code, out, err) =
+        sh(&format!("s3s-es --url http://127.0.0.1:1 --url {url} -i {index} --backoff 10ms < {}", file.display()));
     assert_eq!(code, 0, "{err}");
     assert_eq!(types(&out), ["object", "end"]);
     assert!(err.contains("http://127.0.0.1:1/_bulk: "), "{err}");

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::syslog::{ends, restart_mid_stream, run, Receiver};
+use crate::syslog::{Receiver, ends, restart_mid_stream, run};
 
 /// `n` line records over two objects, sizes from a few bytes to ~`max` bytes of poorly
 /// compressible text (so that compressed messages still need chunks); every third with an
@@ -93,14 +93,30 @@ fn udp_chunked_gzip_zlib_and_plain_via_graygelf() {
         let (inp, sent) = input(400, compress, 20_000);
         let out = run(
             "s3s-gelf",
-            &["--server", &server, "--compress", compress, "--chunk-size", chunk, "--host", "edge-9", "--field", "source=test", "--max-rate", "500"],
+            &[
+                "--server",
+                &server,
+                "--compress",
+                compress,
+                "--chunk-size",
+                chunk,
+                "--host",
+                "edge-9",
+                "--field",
+                "source=test",
+                "--max-rate",
+                "500",
+            ],
             &inp,
         );
         assert!(out.status.success(), "{compress}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(ends(&out).len(), 2);
         total += sent.len();
         let got = r.wait_for("gelf.jsonl", total, Duration::from_secs(20));
-        let got: Vec<Value> = got.into_iter().filter(|g| g["short_message"].as_str().is_some_and(|m| m.contains(&format!(" {compress}\t")))).collect();
+        let got: Vec<Value> = got
+            .into_iter()
+            .filter(|g| g["short_message"].as_str().is_some_and(|m| m.contains(&format!(" {compress}\t"))))
+            .collect();
         compare(&format!("graygelf udp {compress}"), &got, &sent);
     }
 }
@@ -168,7 +184,14 @@ fn tcp_and_tls_receiver_restarted_mid_stream_loses_nothing() {
     for (scheme, port) in [("tcp", r.ports[4]), ("tls", r.ports[7])] {
         let (inp, sent) = input(n, &format!("restart-{scheme}"), 300);
         let server = format!("{scheme}://localhost:{port}");
-        let retries = restart_mid_stream(&mut r, "gelf.jsonl", "s3s-gelf", &["--server", &server, "--tls-ca", &ca, "--host", "edge-9"], &inp, n);
+        let retries = restart_mid_stream(
+            &mut r,
+            "gelf.jsonl",
+            "s3s-gelf",
+            &["--server", &server, "--tls-ca", &ca, "--host", "edge-9"],
+            &inp,
+            n,
+        );
         total += n;
         let got = r.wait_for("gelf.jsonl", total, Duration::from_secs(60));
         assert!(r.records("bad.jsonl").is_empty(), "{scheme}: frames that were not JSON: {:?}", r.records("bad.jsonl"));
@@ -177,8 +200,17 @@ fn tcp_and_tls_receiver_restarted_mid_stream_loses_nothing() {
         let distinct: BTreeSet<&str> = got.iter().copied().collect();
         let want: BTreeSet<&str> = sent.iter().map(|s| s["line"].as_str().unwrap()).collect();
         let missing: Vec<_> = want.difference(&distinct).take(3).collect();
-        assert!(missing.is_empty(), "gelf {scheme}: {} of {n} lines missing, e.g. {missing:?}", want.difference(&distinct).count());
+        assert!(
+            missing.is_empty(),
+            "gelf {scheme}: {} of {n} lines missing, e.g. {missing:?}",
+            want.difference(&distinct).count()
+        );
         assert!(distinct.is_subset(&want), "gelf {scheme}: messages that were never sent arrived");
-        eprintln!("gelf {scheme} restart: {} messages for {n} lines ({} duplicates), {} retries", got.len(), got.len() - distinct.len(), retries);
+        eprintln!(
+            "gelf {scheme} restart: {} messages for {n} lines ({} duplicates), {} retries",
+            got.len(),
+            got.len() - distinct.len(),
+            retries
+        );
     }
 }

@@ -180,10 +180,8 @@ fn every_line_arrives_byte_for_byte_and_ends_follow_in_order() {
     let cf = tmp("cf.log");
     let (code, _, err) = sh(&format!("scripts/gen-cloudfront --lines 3000 --seed 7 -o {}", cf.display()));
     assert_eq!(code, 0, "{err}");
-    let (code, cat, err) = sh(&format!(
-        "s3s-cat {} tests/data/plain.log tests/data/crlf.log tests/data/invalid-utf8.log",
-        cf.display()
-    ));
+    let (code, cat, err) =
+        sh(&format!("s3s-cat {} tests/data/plain.log tests/data/crlf.log tests/data/invalid-utf8.log", cf.display()));
     assert_eq!(code, 0, "{err}");
     // Records of other kinds between the objects: passed through in order.
     let mut input = String::new();
@@ -226,7 +224,21 @@ fn json_payload_keys_and_headers() {
     let (f, _) = object(r#"{"file":"/var/log/x.log"}"#, &texts("f", 2));
     let input = format!("{a}{f}");
     let out = kafka(
-        &["-b", &b, "-t", &topic.name, "-p", "0", "--payload", "json", "--key-field", "n", "--source-headers", "-H", "origin=test"],
+        &[
+            "-b",
+            &b,
+            "-t",
+            &topic.name,
+            "-p",
+            "0",
+            "--payload",
+            "json",
+            "--key-field",
+            "n",
+            "--source-headers",
+            "-H",
+            "origin=test",
+        ],
         input.as_bytes(),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -485,7 +497,11 @@ impl Tansu {
             .expect("start tansu");
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "tansu not ready on {port}: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "tansu not ready on {port}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Tansu { child: Some(child), port, log }
@@ -663,9 +679,20 @@ fn a_produce_request_cut_off_in_flight_is_retried_and_counted() {
     let prom = tmp("retry.prom");
     let _ = std::fs::remove_file(&prom);
     let mut k = Running::start(&[
-        "-b", &b, "-t", &topic.name, "-p", "0",
-        "-X", "statistics.interval.ms=200", "-X", "reconnect.backoff.max.ms=200",
-        "--metrics-file", prom.to_str().unwrap(), "--metrics-interval", "0.2",
+        "-b",
+        &b,
+        "-t",
+        &topic.name,
+        "-p",
+        "0",
+        "-X",
+        "statistics.interval.ms=200",
+        "-X",
+        "reconnect.backoff.max.ms=200",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+        "--metrics-interval",
+        "0.2",
     ]);
     proxy.arm.store(true, Ordering::SeqCst);
     let (a, at) = object(r#"{"file":"a.log"}"#, &texts("a", 500));
@@ -679,7 +706,12 @@ fn a_produce_request_cut_off_in_flight_is_retried_and_counted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let retries = metric(&prom, "s3s_publish_retries_total");
-    assert!(retries >= 1.0, "no retry counted: {}\n{}", std::fs::read_to_string(&prom).unwrap_or_default(), k.err.lock().unwrap());
+    assert!(
+        retries >= 1.0,
+        "no retry counted: {}\n{}",
+        std::fs::read_to_string(&prom).unwrap_or_default(),
+        k.err.lock().unwrap()
+    );
     assert!(retries <= 500.0, "more retries than messages: {retries}");
     k.stdin = None;
     let (status, out, err) = k.wait(Duration::from_secs(30));
@@ -697,7 +729,7 @@ fn a_produce_request_cut_off_in_flight_is_retried_and_counted() {
 
 #[test]
 fn an_end_waiting_for_the_broker_keeps_its_message_invisible() {
-    use crate::aws::{gzip, lines, Fixture};
+    use crate::aws::{Fixture, gzip, lines};
     let f = Fixture::new("kwait", false);
     let text_a = lines("kwait", 300);
     f.put("a.gz", gzip(&text_a));

@@ -11,9 +11,9 @@ mod aws;
 mod es;
 mod gelf;
 mod golden;
-mod metrics;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod metrics;
 mod ops;
 mod pipes;
 mod sqs;

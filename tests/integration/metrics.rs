@@ -182,7 +182,8 @@ fn metrics_file_runs_log_and_status_of_a_pipeline() {
     assert_eq!(sample(&prom, "s3s_lines_kept_total", "s3s-filter"), Some(kept as f64), "{prom}");
     assert_eq!(sample(&prom, "s3s_lines_dropped_total", "s3s-filter"), Some((read - kept) as f64), "{prom}");
     // Written atomically: no temporary file left beside it.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let r = runs(&dir);
@@ -245,11 +246,7 @@ fn every_exit_path_leaves_a_record() {
     let r = runs(&dir);
     let outcomes: Vec<(&str, &str, u64)> =
         r.iter().map(|x| (x["tool"].as_str().unwrap(), x["outcome"].as_str().unwrap(), x["exit"].as_u64().unwrap())).collect();
-    assert_eq!(
-        outcomes,
-        [("s3s-cat", "broken-pipe", 0), ("s3s-filter", "usage", 2), ("s3s-filter", "failed", 1)],
-        "{r:?}"
-    );
+    assert_eq!(outcomes, [("s3s-cat", "broken-pipe", 0), ("s3s-filter", "usage", 2), ("s3s-filter", "failed", 1)], "{r:?}");
     assert!(r[1]["error"].as_str().unwrap().contains("invalid regex"), "{r:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -313,9 +310,8 @@ fn progress_line_only_on_a_terminal() {
         eprintln!("script(1) not installed: the terminal half of this test is skipped");
         return;
     }
-    let (code, out, err) = sh(&format!(
-        "S3S_STATE_DIR={d} script -qec \"(echo tests/data/plain.log; sleep 1.5) | s3s-cat > /dev/null\" /dev/null"
-    ));
+    let (code, out, err) =
+        sh(&format!("S3S_STATE_DIR={d} script -qec \"(echo tests/data/plain.log; sleep 1.5) | s3s-cat > /dev/null\" /dev/null"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("s3s-cat: 1 objects, ") && out.contains("lines/s"), "{out:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -325,7 +321,7 @@ fn progress_line_only_on_a_terminal() {
 /// lag histogram, and s3s-status's pipeline totals.
 #[test]
 fn sqs_counters_of_a_whole_loop() {
-    use crate::aws::{gzip, lines, Fixture};
+    use crate::aws::{Fixture, gzip, lines};
     let f = Fixture::new("metrics", true);
     f.put("cf/a.gz", gzip(&lines("a", 50)));
     f.put("cf/b.gz", gzip(&lines("b", 7)));
@@ -366,11 +362,7 @@ fn sqs_counters_of_a_whole_loop() {
 fn latency_of(prom: &Path, tool: &str) -> (f64, f64, f64) {
     let text = std::fs::read_to_string(prom).unwrap_or_else(|e| panic!("{}: {e}", prom.display()));
     let get = |name: &str| sample(&text, name, tool).unwrap_or_else(|| panic!("no {name} for {tool} in:\n{text}"));
-    (
-        get("s3s_delivery_latency_seconds_count"),
-        get("s3s_delivery_latency_seconds_sum"),
-        get("s3s_records_published_total"),
-    )
+    (get("s3s_delivery_latency_seconds_count"), get("s3s_delivery_latency_seconds_sum"), get("s3s_records_published_total"))
 }
 
 #[test]
@@ -387,10 +379,8 @@ fn publishers_record_delivery_latency() {
 
     // s3s-es into the local Elasticsearch-compatible server.
     let es = std::env::var("S3S_ES_URL").expect("S3S_ES_URL: run scripts/test (or scripts/services start; eval env)");
-    let (code, out, err) = sh(&format!(
-        "S3S_STATE_DIR={d} s3s-es --url {es} -i {name} --metrics-file {d}/es.prom < {d}/in.ndjson",
-        d = d.display()
-    ));
+    let (code, out, err) =
+        sh(&format!("S3S_STATE_DIR={d} s3s-es --url {es} -i {name} --metrics-file {d}/es.prom < {d}/in.ndjson", d = d.display()));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}");
     let (count, sum, published) = latency_of(&d.join("es.prom"), "s3s-es");
@@ -430,8 +420,10 @@ fn publishers_record_delivery_latency() {
         ("s3s-gelf", format!("tcp://127.0.0.1:{}", syslog_ng.ports[4]), &syslog_ng, "gelf.jsonl"),
     ];
     for (tool, server, receiver, file) in runs {
-        let (code, out, err) =
-            sh(&format!("S3S_STATE_DIR={d} {tool} --server {server} --metrics-file {d}/{tool}.prom < {d}/in.ndjson", d = d.display()));
+        let (code, out, err) = sh(&format!(
+            "S3S_STATE_DIR={d} {tool} --server {server} --metrics-file {d}/{tool}.prom < {d}/in.ndjson",
+            d = d.display()
+        ));
         assert_eq!(code, 0, "{tool}: {err}");
         assert_eq!(out.trim(), "{\"type\":\"end\",\"file\":\"lat.log\",\"lines\":500}", "{tool}");
         assert_eq!(receiver.wait_for(file, 500, Duration::from_secs(20)).len(), 500, "{tool}");

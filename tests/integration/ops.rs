@@ -6,17 +6,15 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::aws::{gzip, lines, Fixture};
+use crate::aws::{Fixture, gzip, lines};
 use crate::support::{bin, root};
 
 /// The shell pipeline of `ExecStart=` in contrib/systemd/s3s@.service, as bash would get it.
 fn unit_pipeline(instance: &str) -> String {
     let unit = std::fs::read_to_string(root().join("contrib/systemd/s3s@.service")).unwrap();
     let line = unit.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
-    let script = line
-        .strip_prefix("ExecStart=/bin/bash -c '")
-        .and_then(|s| s.strip_suffix('\''))
-        .expect("ExecStart=/bin/bash -c '...'");
+    let script =
+        line.strip_prefix("ExecStart=/bin/bash -c '").and_then(|s| s.strip_suffix('\'')).expect("ExecStart=/bin/bash -c '...'");
     script.replace("$$", "$").replace("%i", instance)
 }
 
@@ -93,10 +91,8 @@ fn sigterm_to_the_whole_group_loses_nothing_and_deletes_only_what_was_delivered(
     let remaining = f.total();
     assert!(remaining > 0, "the SIGTERM landed after everything was done: make the input bigger");
     // Every deleted message's lines are all in Kafka.
-    let complete: Vec<bool> = texts
-        .iter()
-        .map(|t| t.lines().filter(|l| !l.ends_with("\t503")).all(|l| in_kafka.contains(l)))
-        .collect();
+    let complete: Vec<bool> =
+        texts.iter().map(|t| t.lines().filter(|l| !l.ends_with("\t503")).all(|l| in_kafka.contains(l))).collect();
     let deleted = n_objects as u64 - remaining;
     let n_complete = complete.iter().filter(|c| **c).count() as u64;
     assert!(deleted <= n_complete, "{deleted} messages deleted, only {n_complete} objects fully in Kafka");
@@ -185,7 +181,10 @@ fn max_receives_dead_letters_a_message_that_keeps_coming_back() {
         std::thread::sleep(Duration::from_millis(1300));
     }
     assert_eq!(all_err.matches("not understood").count(), 2, "{all_err}");
-    assert!(all_err.contains("received 3 times, more than --max-receives 2; written to the dead-letter file and deleted"), "{all_err}");
+    assert!(
+        all_err.contains("received 3 times, more than --max-receives 2; written to the dead-letter file and deleted"),
+        "{all_err}"
+    );
     let rec: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&dl).unwrap().trim()).unwrap();
     assert_eq!(rec["body"], "a poison body that no consumer understands");
     assert_eq!(rec["receive_count"], 3);

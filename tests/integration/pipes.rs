@@ -6,10 +6,8 @@ use crate::support::{root, sh};
 fn big_gz() -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("s3s-test-big-{}.gz", std::process::id()));
     if !path.exists() {
-        let (code, _, err) = sh(&format!(
-            "seq 1 2000000 | sed 's/$/\\tGET\\t\\/index.html\\t200/' | gzip -1 > {}",
-            path.display()
-        ));
+        let (code, _, err) =
+            sh(&format!("seq 1 2000000 | sed 's/$/\\tGET\\t\\/index.html\\t200/' | gzip -1 > {}", path.display()));
         assert_eq!(code, 0, "{err}");
     }
     path
@@ -34,11 +32,9 @@ fn closed_stdout_ends_quietly_with_status_0() {
 
 #[test]
 fn jq_can_stand_in_for_filter() {
-    let (code, out, err) = sh(
-        "diff <(s3s-cat tests/data/plain.log tests/data/multi.gz | s3s-filter -e GET) \
+    let (code, out, err) = sh("diff <(s3s-cat tests/data/plain.log tests/data/multi.gz | s3s-filter -e GET) \
               <(s3s-cat tests/data/plain.log tests/data/multi.gz | jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))') \
-         && s3s-cat tests/data/plain.log | jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))' | s3s-filter -v -e POST | grep -c .",
-    );
+         && s3s-cat tests/data/plain.log | jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))' | s3s-filter -v -e POST | grep -c .");
     assert_eq!(code, 0, "outputs differ or a stage failed: {out}{err}");
     // 6 lines, 1 with GET (line 5 has a lowercase "get"), plus the end record.
     assert_eq!(out.trim(), "2");
@@ -61,10 +57,6 @@ fn man_pages_match_the_clap_definitions() {
         let want = s3s::man::render(cmd);
         let path = root().join("man").join(format!("{name}.1"));
         let have = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "{} is out of date: run `cargo run --bin s3s-mangen` and commit man/",
-            path.display()
-        );
+        assert!(have == want, "{} is out of date: run `cargo run --bin s3s-mangen` and commit man/", path.display());
     }
 }

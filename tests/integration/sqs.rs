@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::aws::{gzip, lines, Fixture};
+use crate::aws::{Fixture, gzip, lines};
 use crate::support::sh;
 
 /// The `line` texts in an NDJSON file, as a set, and the number of end records.
@@ -92,9 +92,11 @@ fn every_notification_shape() {
     }
     let direct = f.s3_event("k/0 x.gz");
     let sns = serde_json::json!({"Type":"Notification","MessageId":"sns-1","TopicArn":"arn:aws:sns:us-east-1:1:t",
-        "Message": f.s3_event("k/1 x.gz")}).to_string();
+        "Message": f.s3_event("k/1 x.gz")})
+    .to_string();
     let eventbridge = serde_json::json!({"version":"0","id":"e-1","detail-type":"Object Created","source":"aws.s3",
-        "time":"2026-11-28T17:00:00Z","detail":{"bucket":{"name":f.bucket},"object":{"key":"k/2+x.gz","size":3}}}).to_string();
+        "time":"2026-11-28T17:00:00Z","detail":{"bucket":{"name":f.bucket},"object":{"key":"k/2+x.gz","size":3}}})
+    .to_string();
     let mut two: serde_json::Value = serde_json::from_str(&f.s3_event("k/3 x.gz")).unwrap();
     let second: serde_json::Value = serde_json::from_str(&f.s3_event("k/4 x.gz")).unwrap();
     two["Records"].as_array_mut().unwrap().push(second["Records"][0].clone());
@@ -103,11 +105,7 @@ fn every_notification_shape() {
         f.send(&body);
     }
     let out = tmp("shapes");
-    let (code, _, err) = sh(&format!(
-        "s3s-poll --queue-url {} --once | s3s-cat | tee {} | s3s-ack",
-        f.queue_url,
-        out.display()
-    ));
+    let (code, _, err) = sh(&format!("s3s-poll --queue-url {} --once | s3s-cat | tee {} | s3s-ack", f.queue_url, out.display()));
     assert_eq!(code, 0, "{err}");
     let (got, ends) = delivered(&out);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -169,11 +167,8 @@ fn dry_run_leaves_the_queue_as_it_was() {
     f.put("b.gz", gzip(&lines("b", 3)));
     assert_eq!(wait_total(&f, 3), 3);
     let out = tmp("dry");
-    let (code, _, err) = sh(&format!(
-        "s3s-poll --queue-url {} --once --dry-run | s3s-cat | tee {} | s3s-ack",
-        f.queue_url,
-        out.display()
-    ));
+    let (code, _, err) =
+        sh(&format!("s3s-poll --queue-url {} --once --dry-run | s3s-cat | tee {} | s3s-ack", f.queue_url, out.display()));
     assert_eq!(code, 0, "{err}");
     assert_eq!(delivered(&out).1, 2);
     assert_eq!(err.matches("dry run: would delete message").count(), 3, "{err}");
@@ -208,11 +203,8 @@ fn killed_pipeline_deletes_nothing_undelivered_and_the_rest_comes_back() {
     assert!(deleted <= ends as u64, "{deleted} messages deleted but only {ends} objects delivered");
     // After the visibility timeout the rest is processed.
     std::thread::sleep(Duration::from_secs(4));
-    let (code, _, err) = sh(&format!(
-        "s3s-poll --queue-url {} --once | s3s-cat | tee -a {} | s3s-ack",
-        f.queue_url,
-        out.display()
-    ));
+    let (code, _, err) =
+        sh(&format!("s3s-poll --queue-url {} --once | s3s-cat | tee -a {} | s3s-ack", f.queue_url, out.display()));
     assert_eq!(code, 0, "{err}");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let (got, _) = delivered_lossy(&out);
@@ -232,11 +224,8 @@ fn two_pipelines_share_a_queue() {
     let p = |o: &std::path::Path| {
         format!("s3s-poll --queue-url {} --once --batch 2 | s3s-cat | tee {} | s3s-ack", f.queue_url, o.display())
     };
-    let (code, _, err) = sh(&format!(
-        "({}) & a=$!; ({}) & b=$!; wait $a; ra=$?; wait $b; rb=$?; exit $((ra | rb))",
-        p(&o1),
-        p(&o2)
-    ));
+    let (code, _, err) =
+        sh(&format!("({}) & a=$!; ({}) & b=$!; wait $a; ra=$?; wait $b; rb=$?; exit $((ra | rb))", p(&o1), p(&o2)));
     assert_eq!(code, 0, "{err}");
     let (mut got, e1) = delivered(&o1);
     let (got2, e2) = delivered(&o2);
@@ -337,9 +326,7 @@ fn ack_pass_incomplete_failed_deletes_and_max_messages() {
     assert_eq!(wait_total(&f, 2), 2);
     // A message with 2 objects of which only 1 ended: reported, left for redelivery; and an
     // end whose receipt handle is stale: the delete fails, is reported and counted, not fatal.
-    let token = |rh: &str, objects: u32| {
-        serde_json::json!({"queue_url": f.queue_url, "receipt_handle": rh, "message_id": format!("id-{rh}"), "objects": objects})
-    };
+    let token = |rh: &str, objects: u32| serde_json::json!({"queue_url": f.queue_url, "receipt_handle": rh, "message_id": format!("id-{rh}"), "objects": objects});
     let input = format!(
         "{}\n{}\n",
         serde_json::json!({"type":"end","bucket":"b","key":"k1","lines":1,"ack": token("two-objects", 2)}),

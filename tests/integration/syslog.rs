@@ -88,11 +88,7 @@ impl Receiver {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "{} exited ({status}) during start; run scripts/services install. Its log:\n{}",
-                    self.kind,
-                    self.log()
-                );
+                panic!("{} exited ({status}) during start; run scripts/services install. Its log:\n{}", self.kind, self.log());
             }
             if Instant::now() > deadline {
                 panic!("{} did not come up within 20 s on ports {:?}. Its log:\n{}", self.kind, self.ports, self.log());
@@ -104,9 +100,7 @@ impl Receiver {
     fn ready(&self) -> bool {
         match self.kind {
             "rsyslog" => TcpStream::connect(("127.0.0.1", self.ports[1])).is_ok(),
-            "syslog-ng" => {
-                TcpStream::connect(("127.0.0.1", self.ports[4])).is_ok() && self.dir.join("log.sock").exists()
-            }
+            "syslog-ng" => TcpStream::connect(("127.0.0.1", self.ports[4])).is_ok() && self.dir.join("log.sock").exists(),
             _ => self.log().contains("listening"),
         }
     }
@@ -236,12 +230,7 @@ pub fn ends(out: &Output) -> Vec<Value> {
 }
 
 fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}; stderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "exit {:?}; stderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
     assert_eq!(ends(out).len(), 2, "both end records forwarded");
 }
 
@@ -290,7 +279,20 @@ fn rsyslog_tcp_octet_counted_5424() {
     let server = format!("tcp://127.0.0.1:{}", r.ports[1]);
     let out = run(
         "s3s-syslog",
-        &["--server", &server, "--facility", "local3", "--severity", "notice", "--app-name", "cdn", "--hostname", "edge-1", "--msgid", "CF"],
+        &[
+            "--server",
+            &server,
+            "--facility",
+            "local3",
+            "--severity",
+            "notice",
+            "--app-name",
+            "cdn",
+            "--hostname",
+            "edge-1",
+            "--msgid",
+            "CF",
+        ],
         &inp,
     );
     ok(&out);
@@ -310,7 +312,11 @@ fn rsyslog_tcp_lf_3164() {
     let r = Receiver::rsyslog("tcp3164");
     let inp = input(4000, "lf");
     let server = format!("tcp://127.0.0.1:{}", r.ports[1]);
-    let out = run("s3s-syslog", &["--server", &server, "--rfc", "3164", "--framing", "lf", "--app-name", "cdn", "--hostname", "edge-2"], &inp);
+    let out = run(
+        "s3s-syslog",
+        &["--server", &server, "--rfc", "3164", "--framing", "lf", "--app-name", "cdn", "--hostname", "edge-2"],
+        &inp,
+    );
     ok(&out);
     let got = r.wait_for("out.jsonl", 4000, Duration::from_secs(20));
     compare("rsyslog tcp lf 3164", &got, &sent(&inp), false, false);
@@ -340,10 +346,44 @@ fn syslog_ng_every_transport_and_format() {
     let ca = r.dir.join("ca.pem").display().to_string();
     let cases: Vec<(&str, Vec<String>, &str, bool)> = vec![
         ("tcp-5424-octet", vec!["--server".into(), format!("tcp://127.0.0.1:{}", p(0))], "s5424tcp", true),
-        ("udp-5424", vec!["--server".into(), format!("udp://127.0.0.1:{}", p(1)), "--max-rate".into(), "5000".into()], "s5424udp", true),
-        ("tcp-3164-lf", vec!["--server".into(), format!("tcp://127.0.0.1:{}", p(2)), "--rfc".into(), "3164".into(), "--framing".into(), "lf".into()], "s3164tcp", false),
-        ("udp-3164", vec!["--server".into(), format!("udp://127.0.0.1:{}", p(3)), "--rfc".into(), "3164".into(), "--max-rate".into(), "5000".into()], "s3164udp", false),
-        ("unix-3164", vec!["--server".into(), sock, "--rfc".into(), "3164".into(), "--max-rate".into(), "5000".into()], "sunix", false),
+        (
+            "udp-5424",
+            vec!["--server".into(), format!("udp://127.0.0.1:{}", p(1)), "--max-rate".into(), "5000".into()],
+            "s5424udp",
+            true,
+        ),
+        (
+            "tcp-3164-lf",
+            vec![
+                "--server".into(),
+                format!("tcp://127.0.0.1:{}", p(2)),
+                "--rfc".into(),
+                "3164".into(),
+                "--framing".into(),
+                "lf".into(),
+            ],
+            "s3164tcp",
+            false,
+        ),
+        (
+            "udp-3164",
+            vec![
+                "--server".into(),
+                format!("udp://127.0.0.1:{}", p(3)),
+                "--rfc".into(),
+                "3164".into(),
+                "--max-rate".into(),
+                "5000".into(),
+            ],
+            "s3164udp",
+            false,
+        ),
+        (
+            "unix-3164",
+            vec!["--server".into(), sock, "--rfc".into(), "3164".into(), "--max-rate".into(), "5000".into()],
+            "sunix",
+            false,
+        ),
         ("tls-5424", vec!["--server".into(), format!("tls://localhost:{}", p(5)), "--tls-ca".into(), ca], "s5424tls", true),
     ];
     let mut total = 0;
@@ -365,7 +405,11 @@ fn syslog_ng_every_transport_and_format() {
         compare(&format!("syslog-ng {name}"), &got, &sent, sd, false);
         // On a unix socket RFC 3164 carries no HOSTNAME (as syslog(3)): the receiver puts its own.
         let host_ok = |g: &Value| name.starts_with("unix") || g["hostname"] == "edge-3";
-        assert!(got.iter().all(|g| g["app"] == "cdn" && host_ok(g) && g["facility"] == 1 && g["severity"] == 6), "{name}: {}", got[0]);
+        assert!(
+            got.iter().all(|g| g["app"] == "cdn" && host_ok(g) && g["facility"] == 1 && g["severity"] == 6),
+            "{name}: {}",
+            got[0]
+        );
     }
 }
 
@@ -383,7 +427,10 @@ fn long_lines_are_truncated_by_the_rule_and_marked() {
     assert_eq!(got.len(), 1);
     let msg = got[0]["msg"].as_str().unwrap();
     assert!(long.starts_with(msg) && msg.len() < 1000 && msg.len() > 800, "{} bytes", msg.len());
-    assert_eq!(sd_params(got[0]["sd"].as_str().unwrap()).get("truncated").map(String::as_str), Some(long.len().to_string().as_str()));
+    assert_eq!(
+        sd_params(got[0]["sd"].as_str().unwrap()).get("truncated").map(String::as_str),
+        Some(long.len().to_string().as_str())
+    );
 }
 
 #[test]
@@ -398,7 +445,8 @@ fn severity_from_a_field() {
     let out = run("s3s-syslog", &["--server", &server, "--severity-field", "level", "--severity", "notice"], &inp);
     assert!(out.status.success());
     let got = r.wait_for("out.jsonl", 4, Duration::from_secs(10));
-    let sev: BTreeMap<String, String> = got.iter().map(|g| (g["msg"].as_str().unwrap().into(), g["severity"].as_str().unwrap().into())).collect();
+    let sev: BTreeMap<String, String> =
+        got.iter().map(|g| (g["msg"].as_str().unwrap().into(), g["severity"].as_str().unwrap().into())).collect();
     assert_eq!(sev, [("m0", "3"), ("m1", "4"), ("m2", "7"), ("m3", "5")].map(|(a, b)| (a.to_string(), b.to_string())).into());
 }
 
@@ -457,7 +505,12 @@ fn tcp_receiver_restarted_mid_stream_loses_nothing() {
     let got = r.wait_for("out.jsonl", n, Duration::from_secs(30));
     compare("rsyslog restarted mid-stream", &got, &sent(&inp), true, true);
     let distinct: BTreeSet<&str> = got.iter().map(|g| g["msg"].as_str().unwrap()).collect();
-    eprintln!("restart: {} messages received for {n} lines ({} duplicates), {} retries", got.len(), got.len() - distinct.len(), retries);
+    eprintln!(
+        "restart: {} messages received for {n} lines ({} duplicates), {} retries",
+        got.len(),
+        got.len() - distinct.len(),
+        retries
+    );
 }
 
 /// A receiver that requires a client certificate (syslog-ng, peer-verify(required-trusted)):
@@ -505,4 +558,3 @@ fn dry_run_contacts_nothing_and_describes() {
     assert_eq!(d[0]["server"], "tcp://127.0.0.1:1");
     assert!(d[0]["message"].as_str().unwrap().starts_with("<14>1 "));
 }
-
