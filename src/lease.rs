@@ -41,6 +41,12 @@ impl Token {
             deadline_ms: ack.get("deadline_ms")?.as_u64()?,
         })
     }
+
+    /// When to extend a message whose visibility runs out at `deadline_ms`: once half the
+    /// timeout is left.
+    fn wake_at(&self, deadline_ms: u64) -> u64 {
+        deadline_ms.saturating_sub(self.timeout as u64 * 500)
+    }
 }
 
 /// Now, in milliseconds since the epoch.
@@ -60,10 +66,8 @@ impl Lease {
         let deadline = Arc::new(AtomicU64::new(token.deadline_ms));
         let d = deadline.clone();
         let task = rt.spawn(async move {
-            let timeout_ms = token.timeout as u64 * 1000;
             loop {
-                // Extend once half the timeout is left.
-                let wake_at = d.load(Ordering::Relaxed).saturating_sub(timeout_ms / 2);
+                let wake_at = token.wake_at(d.load(Ordering::Relaxed));
                 let now = now_ms();
                 if now < wake_at {
                     tokio::time::sleep(Duration::from_millis(wake_at - now)).await;
@@ -158,8 +162,7 @@ impl Held {
 
     /// When to extend next: half the timeout before the deadline, not before `first_wake_ms`.
     fn wake_at(&self) -> u64 {
-        let half = self.token.timeout as u64 * 500;
-        self.deadline.load(Ordering::Relaxed).saturating_sub(half).max(self.first_wake_ms)
+        self.token.wake_at(self.deadline.load(Ordering::Relaxed)).max(self.first_wake_ms)
     }
 
     /// Stop extending (the record was forwarded or withheld). Returns the latest deadline when

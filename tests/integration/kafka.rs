@@ -85,14 +85,7 @@ fn consume(brokers: &str, topic: &str, expect: usize, format: &str) -> Vec<u8> {
 
 /// Run s3s-kafka to the end with `stdin` as its input.
 fn kafka(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(bin("s3s-kafka"))
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run s3s-kafka");
+    let mut child = spawn_kafka(args);
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -101,6 +94,18 @@ fn kafka(args: &[&str], stdin: &[u8]) -> Output {
     let out = child.wait_with_output().expect("wait for s3s-kafka");
     writer.join().unwrap();
     out
+}
+
+/// s3s-kafka started with piped stdin, stdout and stderr.
+fn spawn_kafka(args: &[&str]) -> Child {
+    Command::new(bin("s3s-kafka"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run s3s-kafka")
 }
 
 fn text(b: &[u8]) -> String {
@@ -375,14 +380,7 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(bin("s3s-kafka"))
-            .args(args)
-            .current_dir(root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run s3s-kafka");
+        let mut child = spawn_kafka(args);
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(String::new()));
         let (o, stdout) = (out.clone(), child.stdout.take().unwrap());
