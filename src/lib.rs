@@ -4,6 +4,7 @@
 //! stages share (the NDJSON envelope, stdin/stdout framing, decompression, AWS setup, the CLI
 //! conventions) are the modules below. The envelope contract is documented in `man/s3s.7`.
 
+pub mod aws;
 pub mod cli;
 pub mod decode;
 pub mod envelope;
