@@ -3,6 +3,7 @@
 //! - `golden`: trycmd cases under `tests/cmd/<tool>/` (stdin, args, expected stdout/stderr/exit).
 //! - `pipes`: behaviour a golden file cannot show (closed pipes, jq in place of a stage, man pages).
 //! - `kafka`: s3s-kafka against the local tansu broker (`S3S_KAFKA_BROKERS`, `S3S_TANSU`).
+//! - `secure`: TLS, SASL, MSK IAM and SigV4 through stand-ins of the tests' own (scripts/receivers/).
 //! - `sqs`, `aws`: against the real local servers started by `scripts/services` (S3/SQS on moto,
 //!   Kafka on tansu). They read the endpoints from the environment (`scripts/test` sets it); without it they
 //!   fail with a message saying how to start the servers, never silently pass.
@@ -16,6 +17,7 @@ mod kafka;
 mod metrics;
 mod ops;
 mod pipes;
+mod secure;
 mod sqs;
 mod support;
 mod syslog;
