@@ -58,7 +58,6 @@ struct StandIn {
     child: Option<Child>,
     dir: PathBuf,
     front: u16,
-    inner: u16,
 }
 
 impl StandIn {
@@ -72,7 +71,7 @@ impl StandIn {
         let p = free_ports(3);
         let mut cmd = Command::new(root().join("scripts/receivers/kafka-secure"));
         cmd.arg(&dir).arg(mode).args(p.iter().map(u16::to_string)).env("S3S_SASL_PROXY_ARGS", proxy_args);
-        StandIn::start(cmd, dir, p[0], p[1])
+        StandIn::start(cmd, dir, p[0])
     }
 
     /// `scripts/receivers/es-secure` in `mode` (tls, mtls, sigv4, sigv4-tls) in front of `upstream`.
@@ -84,10 +83,12 @@ impl StandIn {
         let p = free_ports(2);
         let mut cmd = Command::new(root().join("scripts/receivers/es-secure"));
         cmd.arg(&dir).arg(mode).arg(p[0].to_string()).arg(upstream).arg(p[1].to_string()).env("S3S_SIGV4_SERVICE", service);
-        StandIn::start(cmd, dir, p[0], p[1])
+        StandIn::start(cmd, dir, p[0])
     }
 
-    fn start(mut cmd: Command, dir: PathBuf, front: u16, inner: u16) -> StandIn {
+    fn start(mut cmd: Command, dir: PathBuf, front: u16) -> StandIn {
+        // Certificates of the test's own, in DIR (not the shared ones of scripts/services).
+        cmd.env_remove("S3S_CERTS");
         let out = std::fs::File::create(dir.join("launcher.log")).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -95,7 +96,7 @@ impl StandIn {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start a stand-in: {e} (run scripts/services install)"));
-        let mut s = StandIn { child: Some(child), dir, front, inner };
+        let mut s = StandIn { child: Some(child), dir, front };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if s.log("launcher.log").lines().any(|l| l == "ready") {
@@ -141,14 +142,23 @@ impl Drop for StandIn {
     }
 }
 
+/// Set `env` on `cmd`; an empty value removes the variable.
+fn set_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// Run a binary of ours with `stdin`, extra environment, and a watchdog (a test never hangs:
 /// killed after 120 s, which the assertions then report).
 fn run(tool: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut cmd = Command::new(bin(tool));
     cmd.args(args).current_dir(root()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    set_env(&mut cmd, env);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {tool}: {e}"));
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
@@ -265,14 +275,23 @@ fn sasl_props(k: &StandIn, protocol: &str, mechanism: &str, user: &str, password
     p
 }
 
+/// An empty AWS config file (so that no profile of the machine's is read).
+fn no_profile() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("secure-empty-aws-config-{}", std::process::id()));
+        write(&p, "")
+    })
+}
+
 /// Environment with AWS credentials of the test's own (and no profile from the machine).
 fn aws_env<'a>(secret: &'a str, token: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("AWS_ACCESS_KEY_ID", AKID),
         ("AWS_SECRET_ACCESS_KEY", secret),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("AWS_CONFIG_FILE", no_profile()),
+        ("AWS_SHARED_CREDENTIALS_FILE", no_profile()),
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     env.push(("AWS_SESSION_TOKEN", token.unwrap_or("")));
@@ -413,9 +432,7 @@ fn kafka_msk_token_is_refreshed_during_a_run_longer_than_its_lifetime() {
     let args = ["-b", &k.brokers(), "-t", &t, "--tls-ca", &k.file("ca.pem"), "--aws-msk-iam", "--aws-region", "us-east-1"];
     let mut cmd = Command::new(bin("s3s-kafka"));
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (name, value) in aws_env("refresh-secret", None) {
-        cmd.env(name, value);
-    }
+    set_env(&mut cmd, &aws_env("refresh-secret", None));
     let mut child = cmd.env("S3S_KAFKA_MSK_TOKEN_SECONDS", "8").spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let objects = 12;
@@ -622,9 +639,7 @@ fn watched_run(tool: &str, args: &[&str], env: &[(&str, &str)], inp: &[u8], stat
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    set_env(&mut cmd, env);
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let half = inp.len() / 2;

@@ -41,7 +41,7 @@ pub struct SecurityArgs {
 
     /// SASL mechanism (sasl.mechanisms); over TLS (SASL_SSL) unless -X security.protocol says
     /// otherwise. The password: --sasl-password-file or S3S_KAFKA_SASL_PASSWORD.
-    #[arg(long, value_enum, value_name = "MECHANISM", requires = "sasl_username", help_heading = "Security")]
+    #[arg(long, value_enum, ignore_case = true, value_name = "MECHANISM", requires = "sasl_username", help_heading = "Security")]
     pub sasl_mechanism: Option<SaslMechanism>,
 
     /// SASL user name (sasl.username).
@@ -66,13 +66,15 @@ pub struct SecurityArgs {
 
 /// SASL mechanisms a user may name (OAUTHBEARER comes with --aws-msk-iam).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum SaslMechanism {
     /// User name and password in the clear (use TLS).
+    #[value(name = "PLAIN")]
     Plain,
     /// SCRAM with SHA-256 (RFC 7677).
+    #[value(name = "SCRAM-SHA-256")]
     ScramSha256,
     /// SCRAM with SHA-512 (Amazon MSK, Confluent Platform, Redpanda...).
+    #[value(name = "SCRAM-SHA-512")]
     ScramSha512,
 }
 
@@ -201,6 +203,74 @@ pub fn warn_secrets_in_argv(properties: &[String]) {
 pub fn is_fatal(code: rdkafka::error::RDKafkaErrorCode) -> bool {
     use rdkafka::error::RDKafkaErrorCode as C;
     matches!(code, C::Authentication | C::SaslAuthenticationFailed | C::SSL)
+}
+
+/// The first fatal error (see [`is_fatal`]), shared by librdkafka's callbacks and the publisher.
+#[derive(Debug, Default)]
+pub struct Fatal {
+    raised: std::sync::atomic::AtomicBool,
+    reason: std::sync::OnceLock<String>,
+}
+
+impl Fatal {
+    /// Record `reason`; true the first time.
+    pub fn raise(&self, reason: &str) -> bool {
+        let first = self.reason.set(reason.to_string()).is_ok();
+        self.raised.store(true, std::sync::atomic::Ordering::Release);
+        first
+    }
+
+    /// Raised yet? (One atomic load: checked for every line.)
+    #[inline]
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Why, once raised.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+}
+
+/// Hand librdkafka a token (or the reason there is none), for its OAUTHBEARER refresh event.
+///
+/// # Safety
+/// `client` must be a live librdkafka client handle.
+pub unsafe fn set_token(client: *mut rdkafka::bindings::rd_kafka_t, token: Result<rdkafka::client::OAuthToken, String>) {
+    use rdkafka::bindings as rd;
+    use std::ffi::CString;
+    let failure = match token {
+        Ok(t) => match (CString::new(t.token), CString::new(t.principal_name)) {
+            (Ok(value), Ok(principal)) => {
+                let mut err = [0 as std::ffi::c_char; 512];
+                // SAFETY: live client, NUL-terminated strings and a buffer of the size given.
+                let code = unsafe {
+                    rd::rd_kafka_oauthbearer_set_token(
+                        client,
+                        value.as_ptr(),
+                        t.lifetime_ms,
+                        principal.as_ptr(),
+                        std::ptr::null_mut(),
+                        0,
+                        err.as_mut_ptr(),
+                        err.len(),
+                    )
+                };
+                if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return;
+                }
+                // SAFETY: librdkafka wrote a NUL-terminated message into the buffer.
+                let why = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+                format!("MSK IAM token refused by librdkafka: {why}")
+            }
+            _ => "MSK IAM token: a NUL byte".to_string(),
+        },
+        Err(e) => e,
+    };
+    tracing::error!("{failure}");
+    let msg = CString::new(failure.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: live client, NUL-terminated message.
+    unsafe { rd::rd_kafka_oauthbearer_set_token_failure(client, msg.as_ptr()) };
 }
 
 /// Signs Amazon MSK IAM tokens for librdkafka's OAUTHBEARER refresh.
