@@ -41,14 +41,15 @@ pub struct SecurityArgs {
 
     /// SASL mechanism (sasl.mechanisms); over TLS (SASL_SSL) unless -X security.protocol says
     /// otherwise. The password: --sasl-password-file or S3S_KAFKA_SASL_PASSWORD.
-    #[arg(long, value_enum, ignore_case = true, value_name = "MECHANISM", requires = "sasl_username", help_heading = "Security")]
+    #[arg(long, value_enum, ignore_case = true, value_name = "MECHANISM", help_heading = "Security")]
     pub sasl_mechanism: Option<SaslMechanism>,
 
-    /// SASL user name (sasl.username).
+    /// SASL user name (sasl.username), for --sasl-mechanism or a mechanism set with -F/-X.
     #[arg(long, value_name = "NAME", env = "S3S_KAFKA_SASL_USERNAME", help_heading = "Security")]
     pub sasl_username: Option<String>,
 
-    /// Read the SASL password from FILE (its first line); else S3S_KAFKA_SASL_PASSWORD.
+    /// Read the SASL password (sasl.password) from FILE (its first line); else
+    /// S3S_KAFKA_SASL_PASSWORD.
     #[arg(long, value_name = "FILE", help_heading = "Security")]
     pub sasl_password_file: Option<PathBuf>,
 
@@ -123,18 +124,18 @@ pub fn properties(args: &SecurityArgs, env_password: Option<String>) -> Result<V
     }
     if let Some(m) = args.sasl_mechanism {
         set("sasl.mechanisms", m.property().into());
-        if let Some(user) = &args.sasl_username {
-            set("sasl.username", user.clone());
-        }
-        let password = match &args.sasl_password_file {
-            Some(f) => Some(read_secret("--sasl-password-file", f)?),
-            None => env_password.filter(|p| !p.is_empty()),
-        };
-        if let Some(pw) = password {
-            set("sasl.password", pw);
-        }
-    } else if args.sasl_password_file.is_some() {
-        return Err(UsageError("--sasl-password-file needs --sasl-mechanism".into()));
+    }
+    // The user name and password also serve a mechanism set with -F or -X.
+    if let Some(user) = &args.sasl_username {
+        set("sasl.username", user.clone());
+    }
+    let password = match &args.sasl_password_file {
+        Some(f) => Some(read_secret("--sasl-password-file", f)?),
+        None if !args.aws_msk_iam => env_password.filter(|p| !p.is_empty()),
+        None => None,
+    };
+    if let Some(pw) = password {
+        set("sasl.password", pw);
     }
     if args.aws_msk_iam {
         set("sasl.mechanisms", "OAUTHBEARER".into());
@@ -345,7 +346,8 @@ mod tests {
 
     #[test]
     fn flags_map_to_librdkafka_properties() {
-        assert_eq!(props(&[], Some("pw")), vec![]);
+        assert_eq!(props(&[], None), vec![]);
+        assert_eq!(props(&[], Some("pw")), pairs(&[("sasl.password", "pw")]));
         assert_eq!(props(&["--tls"], None), pairs(&[("security.protocol", "SSL")]));
         assert_eq!(
             props(&["--tls-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"], None),
@@ -377,17 +379,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("pw");
         std::fs::write(&f, "from-file\r\nsecond line\n").unwrap();
-        let p = props(&["--sasl-mechanism", "PLAIN", "--sasl-username", "u", "--sasl-password-file", f.to_str().unwrap()], Some("env"));
+        let p = props(
+            &["--sasl-mechanism", "PLAIN", "--sasl-username", "u", "--sasl-password-file", f.to_str().unwrap()],
+            Some("env"),
+        );
         assert!(p.contains(&("sasl.password".into(), "from-file".into())), "{p:?}");
         std::fs::write(&f, "\n").unwrap();
-        let e = properties(&parse(&["--sasl-mechanism", "PLAIN", "--sasl-username", "u", "--sasl-password-file", f.to_str().unwrap()]), None);
+        let e = properties(
+            &parse(&["--sasl-mechanism", "PLAIN", "--sasl-username", "u", "--sasl-password-file", f.to_str().unwrap()]),
+            None,
+        );
         assert!(e.unwrap_err().0.contains("empty"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn usage_errors() {
-        assert!(T::try_parse_from(["t", "--sasl-mechanism", "PLAIN"]).is_err(), "a mechanism without a user");
         assert!(T::try_parse_from(["t", "--aws-msk-iam", "--sasl-mechanism", "PLAIN", "--sasl-username", "u"]).is_err());
         assert!(T::try_parse_from(["t", "--tls-cert", "c.pem"]).is_err());
         assert!(T::try_parse_from(["t", "--aws-region", "eu-west-1"]).is_err());
