@@ -32,7 +32,8 @@ What it does, per client connection (one upstream connection each):
   Requests that get no response (produce with acks=0) are not supported.
 
 Secrets are read from files, never from the command line. The log (stdout) has one line per
-authentication: `auth ok MECH user=U session_ms=N` or `auth failed MECH: WHY`, and never a secret.
+authentication: `auth ok MECH user=U [token=DIGEST] session_ms=N` (`re-authenticated ...` on a
+connection that had authenticated before) or `auth failed MECH: WHY`, and never a secret.
 """
 
 import argparse
@@ -450,7 +451,10 @@ class Connection:
                     self.exchange = Scram(mech, self.conf.users)
                 reply, user = self.exchange.next(data)
             elif mech == "OAUTHBEARER":
-                user, expiry = check_msk_iam(msk_iam_token(data), self.conf.aws_keys, self.conf.msk_region, now)
+                token = msk_iam_token(data)
+                user, expiry = check_msk_iam(token, self.conf.aws_keys, self.conf.msk_region, now)
+                # Which token it was (a digest: the token itself is a credential).
+                user += " token=" + hashlib.sha256(token.encode()).hexdigest()[:12]
         except AuthFailed as e:
             log(f"auth failed {mech}: {e}")
             self.local_response(authenticate_response(corr, version, ERR_SASL_AUTHENTICATION_FAILED, str(e), b"", 0))
