@@ -293,10 +293,10 @@ impl KeeperInner {
                 let mut set = tokio::task::JoinSet::new();
                 let mut results = Vec::with_capacity(due.len());
                 for (i, group) in due.iter().enumerate() {
-                    if set.len() >= EXTEND_CONCURRENCY {
-                        if let Some(Ok(r)) = set.join_next().await {
-                            results.push(r);
-                        }
+                    if set.len() >= EXTEND_CONCURRENCY
+                        && let Some(Ok(r)) = set.join_next().await
+                    {
+                        results.push(r);
                     }
                     let (client, token) = (client.clone(), group[0].token.clone());
                     set.spawn(async move { (i, tokio::time::timeout(EXTEND_TIMEOUT, extend(&client, &token)).await) });

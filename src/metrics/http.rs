@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::render;
 
+/// Serve `GET /metrics` (and `/`) until the process ends: one connection at a time, each with
+/// short timeouts, `Connection: close`. Scrapes are rare; this needs no runtime.
 pub(super) fn serve(listener: TcpListener) {
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };

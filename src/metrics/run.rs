@@ -251,9 +251,6 @@ impl Drop for Run {
     }
 }
 
-/// Serve `GET /metrics` (and `/`) until the process ends: one connection at a time, each with
-/// short timeouts, `Connection: close`. Scrapes are rare; this needs no runtime.
-
 /// Write `data` to `path` atomically: a temporary file beside it, then rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -7,6 +7,9 @@ use super::NO_SLOT;
 use super::record::Scanned;
 use super::watermark::{Slot, Watermark};
 use crate::scan::{self, Raw};
+
+/// Which slot each object's lines use (stdin thread only). An object is its decoded bucket+key
+/// (or file); the previous line's raw bytes are cached so that consecutive lines of one object
 /// cost three slice comparisons.
 pub(super) struct Objects {
     map: HashMap<Vec<u8>, u32>,
@@ -29,7 +32,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn raw_bytes<'a>(rec: &'a [u8], r: Option<Raw>) -> &'a [u8] {
+fn raw_bytes(rec: &[u8], r: Option<Raw>) -> &[u8] {
     r.map_or(&[][..], |r| &rec[r.start..r.end])
 }
 

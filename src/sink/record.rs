@@ -67,9 +67,6 @@ pub(super) fn kind(rec: &[u8], ty: Raw, scratch: &mut Vec<u8>) -> Kind {
     }
 }
 
-/// Which slot each object's lines use (stdin thread only). An object is its decoded bucket+key
-/// (or file); the previous line's raw bytes are cached so that consecutive lines of one object
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,10 +228,10 @@ impl Watermark {
     }
 
     pub(super) fn flush(&self, st: &mut State) {
-        if !st.closed {
-            if let Err(e) = st.out.flush() {
-                self.broken(st, e);
-            }
+        if !st.closed
+            && let Err(e) = st.out.flush()
+        {
+            self.broken(st, e);
         }
     }
 

@@ -277,11 +277,11 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
         crate::metrics::events::sqs_messages_received(messages.len() as u64);
         for m in messages {
             counts.messages += 1;
-            if let (Some(max), Some(n)) = (args.max_receives, receive_count(m)) {
-                if n > max {
-                    give_up(&args, &sqs, m, n, max, dead_letter.as_ref(), &mut counts).await;
-                    continue;
-                }
+            if let (Some(max), Some(n)) = (args.max_receives, receive_count(m))
+                && n > max
+            {
+                give_up(&args, &sqs, m, n, max, dead_letter.as_ref(), &mut counts).await;
+                continue;
             }
             let lease = effective_visibility.map(|v| (v, received_ms + v as u64 * 1000));
             emit(&args, &filter, m, lease, &mut out, &mut counts)?;

@@ -2,74 +2,17 @@
 //! to (waiting while it is full) and the writer takes in one swap; flush and abort for the
 //! driver.
 
-use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Server;
+use super::queue::{Batch, LinkOptions, Queue, State};
 use super::writer::Writer;
-use crate::sink::tls::{TlsOptions, client_config};
+use crate::sink::tls::client_config;
 use crate::sink::{Control, Reporter, Ticket};
 
 /// Bytes queued for the writer before `publish` waits.
 pub const QUEUE_BYTES: usize = 4 << 20;
-
-/// One batch of messages: their bytes back to back, each message's end offset and ticket.
-#[derive(Default)]
-pub struct Batch {
-    pub buf: Vec<u8>,
-    pub msgs: Vec<(usize, Ticket)>,
-}
-
-impl Batch {
-    pub(super) fn clear(&mut self) {
-        self.buf.clear();
-        self.msgs.clear();
-    }
-}
-
-/// What `publish` and the writer thread share.
-pub(super) struct State {
-    pub(super) queued: Batch,
-    /// The writer holds a batch it has not reported yet.
-    pub(super) busy: bool,
-    /// No more messages will come (the publisher was dropped).
-    pub(super) closed: bool,
-    /// Give up: write nothing more, report nothing more.
-    pub(super) abort: bool,
-}
-
-/// The queue and its two wake-ups, shared by the publisher, the driver and the writer thread.
-pub(super) struct Queue {
-    state: Mutex<State>,
-    /// Signalled when messages are queued, on close and on abort.
-    pub(super) work: Condvar,
-    /// Signalled when room frees up and when the writer goes idle.
-    pub(super) room: Condvar,
-}
-
-impl Queue {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Splits one datagram message into the datagrams that carry it (GELF chunking).
-pub type Chunker = Box<dyn FnMut(&[u8], &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> + Send>;
-
-/// Options of the writer thread.
-pub struct LinkOptions {
-    pub server: Server,
-    pub tls: TlsOptions,
-    /// Bytes of already written messages kept to resend after a reconnect.
-    pub resend_window: usize,
-    /// At most this many messages per second (0: no limit).
-    pub max_rate: u64,
-    /// The tool's name, for messages.
-    pub tool: &'static str,
-    /// Split a datagram message into several datagrams (GELF chunking); None: send as is.
-    pub chunker: Option<Chunker>,
-}
 
 /// The publisher's end of a writer thread: queue messages, flush, abort.
 pub struct Link {

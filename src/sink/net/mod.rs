@@ -26,7 +26,8 @@
 //! Backpressure: `publish` waits while more than [`QUEUE_BYTES`] are queued.
 
 mod conn;
-pub mod link;
+mod link;
+mod queue;
 mod writer;
 
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ use std::sync::Arc;
 
 use crate::sink::Control;
 use crate::sink::tls::TlsOptions;
-pub use link::{Chunker, Link, LinkControl, LinkOptions};
+pub use link::{Link, LinkControl};
+pub use queue::{Chunker, LinkOptions};
 
 /// Where messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, open};
-use super::link::{Batch, LinkOptions, Queue};
+use super::queue::{Batch, LinkOptions, Queue};
 use crate::backoff::Backoff;
 use crate::metrics::events;
 use crate::sink::Reporter;

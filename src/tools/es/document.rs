@@ -145,7 +145,7 @@ impl Encoder {
         // The document.
         out.extend_from_slice(br#"{"@timestamp":"#);
         let used_time = time.map(|(i, _)| &self.time_fields[i][..]);
-        match used_time.and_then(|name| get(name)) {
+        match used_time.and_then(&get) {
             Some(v) if v.is_string => {
                 // Verbatim (its precision and offset kept), with a `T` for a space between date
                 // and time: Elasticsearch's default date format wants the T.

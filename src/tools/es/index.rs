@@ -65,10 +65,10 @@ impl IndexPattern {
         if !lit.is_empty() {
             pieces.push(Piece::Lit(lit));
         }
-        if let Some(Piece::Lit(first)) = pieces.first() {
-            if first.starts_with(['-', '_', '+']) || first == "." || first == ".." {
-                return Err(UsageError(format!("index {s:?}: must not start with -, _ or +, nor be . or ..")));
-            }
+        if let Some(Piece::Lit(first)) = pieces.first()
+            && (first.starts_with(['-', '_', '+']) || first == "." || first == "..")
+        {
+            return Err(UsageError(format!("index {s:?}: must not start with -, _ or +, nor be . or ..")));
         }
         Ok(IndexPattern { pieces, unit, cache: None })
     }

@@ -325,11 +325,11 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 iv.tick().await;
-                if let Some(b) = c.take_due(false) {
-                    if c.tx.send(b).await.is_err() {
-                        c.settled();
-                        return;
-                    }
+                if let Some(b) = c.take_due(false)
+                    && c.tx.send(b).await.is_err()
+                {
+                    c.settled();
+                    return;
                 }
             }
         });

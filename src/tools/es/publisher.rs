@@ -35,15 +35,15 @@ impl Publisher for EsPublisher {
                 None
             }
         };
-        if let Some(batch) = full {
-            if let Err(e) = ctx.tx.blocking_send(batch) {
-                ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
-                // Report this batch's lines except the one being published (the driver does).
-                for item in &e.0.items[..e.0.items.len() - 1] {
-                    ctx.reporter.failed(item.ticket, &"the sender stopped");
-                }
-                return Err(PublishError::Fatal("the bulk sender stopped".into()));
+        if let Some(batch) = full
+            && let Err(e) = ctx.tx.blocking_send(batch)
+        {
+            ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
+            // Report this batch's lines except the one being published (the driver does).
+            for item in &e.0.items[..e.0.items.len() - 1] {
+                ctx.reporter.failed(item.ticket, &"the sender stopped");
             }
+            return Err(PublishError::Fatal("the bulk sender stopped".into()));
         }
         Ok(())
     }
@@ -64,10 +64,10 @@ pub(super) struct EsControl {
 impl Control for EsControl {
     fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        if let Some(b) = self.ctx.take_due(true) {
-            if self.ctx.tx.blocking_send(b).is_err() {
-                self.ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
-            }
+        if let Some(b) = self.ctx.take_due(true)
+            && self.ctx.tx.blocking_send(b).is_err()
+        {
+            self.ctx.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
         let (m, cv) = &self.ctx.idle;
         let mut g = lock(m);
