@@ -252,4 +252,16 @@ mod tests {
         assert_eq!(end["lines"], 7);
         assert_eq!(end["dry_run"], true);
     }
+
+    #[test]
+    fn ack_tokens_round_trip_with_members_of_other_versions() {
+        let text = r#"{"queue_url":"q","receipt_handle":"r","message_id":"m","objects":2,"sent_ms":5,"visibility_timeout":30,"deadline_ms":99,"region":"eu-west-1"}"#;
+        let ack: Ack = serde_json::from_str(text).unwrap();
+        assert_eq!((ack.objects, ack.visibility_timeout, ack.deadline_ms, ack.receive_count), (2, Some(30), Some(99), None));
+        assert_eq!(ack.extra.get("region").and_then(Value::as_str), Some("eu-west-1"));
+        assert_eq!(serde_json::to_string(&ack).unwrap(), text);
+        let rec: Map<String, Value> = serde_json::from_str(r#"{"type":"end","ack":{"queue_url":"q"}}"#).unwrap();
+        assert!(Ack::of_record(&rec).unwrap_err().contains("receipt_handle"));
+        assert_eq!(Ack::of_record(&Map::new()), Ok(None));
+    }
 }

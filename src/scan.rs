@@ -364,7 +364,7 @@ static ESCAPE: [u8; 256] = {
 };
 
 /// Append `s` (valid UTF-8) escaped as JSON string content (no quotes) to `out`.
-#[inline]
+#[inline(always)]
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
     out.reserve(s.len() + 16);
     let mut start = 0;
