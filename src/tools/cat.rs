@@ -208,7 +208,7 @@ impl Cat {
         let mut n = 0u64;
         let res = decode::for_each_line(reader, |text| {
             // Checked once per 1024 lines: the drain's expiry is a matter of seconds.
-            if n % 1024 == 0 && expired.load(std::sync::atomic::Ordering::Relaxed) {
+            if n.is_multiple_of(1024) && expired.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(std::io::Error::other(DrainExpired));
             }
             n += 1;
