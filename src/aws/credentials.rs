@@ -51,7 +51,7 @@ impl CachedCredentials {
 
     /// The credentials provider of the standard chain and the region it found (if any).
     pub async fn from_standard_chain() -> Result<(CachedCredentials, Option<String>), String> {
-        let config = crate::s3::sdk_config().await;
+        let config = super::sdk_config().await;
         let region = config.region().map(|r| r.to_string()).filter(|r| !r.is_empty());
         let provider = config
             .credentials_provider()
