@@ -688,7 +688,9 @@ fn secrets_never_show_on_stderr_in_runs_log_live_files_or_metrics() {
         v
     };
     let x_arg = format!("sasl.password={x_pw}");
-    let runs: Vec<(&str, Vec<String>, Vec<(&str, &str)>, bool)> = vec![
+    /// What a run is called, its arguments and environment, and whether it should succeed.
+    type Run<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>, bool);
+    let runs: Vec<Run> = vec![
         ("env", scram("erin"), vec![("S3S_KAFKA_SASL_PASSWORD", env_pw)], true),
         ("file", with(scram("frank"), &["--sasl-password-file", &pw_file]), vec![], true),
         ("-X", with(scram("grace"), &["-X", &x_arg]), vec![], true),
