@@ -390,6 +390,42 @@ fn kafka_msk_iam_with_credentials_from_the_environment_and_from_a_profile() {
     assert!(!log.contains("auth failed"), "{log}");
 }
 
+/// The whole loop, poll | cat | kafka | ack, into "MSK" with IAM: s3s-kafka signs its tokens
+/// with the same credentials as the SQS and S3 calls (the local servers' test key); every
+/// message is deleted once its lines are in the topic.
+#[test]
+fn kafka_whole_loop_over_sasl_ssl_with_msk_iam_deletes_every_message() {
+    let key = std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID (scripts/services env)");
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY (scripts/services env)");
+    let keys = format!("{key}:{secret}\n");
+    let k = StandIn::kafka("kafka-loop", "sasl_ssl", &[("aws-keys", &keys), ("users", "reader:r34d\n")], "--msk-region us-east-1");
+    let f = crate::aws::Fixture::new("secure-loop", true);
+    let (a, b) = (crate::aws::lines("a", 300), crate::aws::lines("b", 9));
+    f.put("cf/E2ABC.2026-11-28-17.a.gz", crate::aws::gzip(&a));
+    f.put("cf/E2ABC.2026-11-28-17.b.gz", crate::aws::gzip(&b));
+    let t0 = Instant::now();
+    while f.total() != 3 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = topic("loop");
+    let (code, _, err) = crate::support::sh(&format!(
+        "s3s-poll --queue-url {} --once | s3s-cat | s3s-kafka -b {} -t {t} --tls-ca {} --aws-msk-iam --aws-region us-east-1 | s3s-ack",
+        f.queue_url,
+        k.brokers(),
+        k.file("ca.pem")
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("s3s-ack: 3 messages deleted, 0 failed"), "{err}");
+    let want: Vec<String> = a.lines().chain(b.lines()).map(str::to_string).collect();
+    assert_eq!(consume(&k, &t, want.len(), &msk_props(&k, "reader", "r34d")), sorted(want));
+    let t0 = Instant::now();
+    while f.total() != 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.total(), 0, "the queue must be empty");
+    assert!(k.log("proxy.log").contains(&format!("auth ok OAUTHBEARER user={key}")), "{}", k.log("proxy.log"));
+}
+
 #[test]
 fn kafka_wrong_password_wrong_ca_and_expired_token_fail_naming_the_cause() {
     let keys = format!("{AKID}:msk-secret\n");
