@@ -127,12 +127,12 @@ fn three_pipelines_on_one_queue_share_the_work_and_delete_each_message_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Objects arrive while all three are polling, as on a live queue.
+    let t_sent = Instant::now();
     for i in 0..n_objects {
         f.send(&f.s3_event(&format!("o{i}.gz")));
     }
-    let t0 = Instant::now();
     while f.total() > 0 {
-        assert!(t0.elapsed() < Duration::from_secs(180), "the queue was not drained: {:?}", f.counts());
+        assert!(t_sent.elapsed() < Duration::from_secs(90), "the queue was not drained: {:?}", f.counts());
         std::thread::sleep(Duration::from_millis(200));
     }
     let work: Vec<(String, Work)> = instances.into_iter().map(|i| (i.name.clone(), i.stop())).collect();
@@ -152,9 +152,26 @@ fn three_pipelines_on_one_queue_share_the_work_and_delete_each_message_once() {
     assert_eq!(unique.len(), want.len(), "every line in Kafka: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(unique, want);
 
-    // Each message deleted once, by whichever pipeline held it; the queue is empty.
+    // Deliveries beyond one per message ("came back"): a message whose visibility ran out, or one
+    // the queue handed out twice. The first cannot happen here: the run is far shorter than the
+    // 120 s visibility timeout. The second is allowed by SQS standard queues, and moto does it now
+    // and then under concurrent receives (its ReceiveMessage takes no lock; scripts/bench-scale's
+    // tight loops see it at 3-4 pollers). Either way every copy is a whole object read again.
+    let elapsed = t_sent.elapsed();
+    assert!(elapsed < Duration::from_secs(100), "the run took {elapsed:?}, near the visibility timeout");
+    let received: u64 = work.iter().map(|(_, w)| w.received).sum();
+    let read: u64 = work.iter().map(|(_, w)| w.objects).sum();
+    let came_back = received - n_objects as u64;
+    let duplicates = (in_kafka.len() - unique.len()) as u64;
+    println!(
+        "{received} deliveries of {n_objects} messages ({came_back} came back), {read} objects read, {duplicates} duplicate lines"
+    );
+
+    // Each delivery ended in exactly one delete by the pipeline that held it (so each message was
+    // deleted once, unless the queue handed it out twice); the queue is empty.
     let deleted: u64 = work.iter().map(|(_, w)| w.deleted).sum();
-    assert_eq!(deleted, n_objects as u64, "each message deleted once: {work:?}");
+    assert_eq!(deleted, received, "each received message deleted once: {work:?}");
+    assert_eq!(read, received, "each received message's object read once: {work:?}");
     assert_eq!(f.total(), 0);
 
     // Each pipeline did some of the work.
@@ -162,18 +179,13 @@ fn three_pipelines_on_one_queue_share_the_work_and_delete_each_message_once() {
         assert!(w.objects > 0 && w.deleted > 0, "{name} did none of the work: {work:?}");
     }
 
-    // Duplicates: lines delivered more than once, bounded by the objects whose visibility ran out
-    // (messages received more than once); with a 120 s timeout there are none.
-    let received: u64 = work.iter().map(|(_, w)| w.received).sum();
-    let read: u64 = work.iter().map(|(_, w)| w.objects).sum();
-    let came_back = received - n_objects as u64;
-    let duplicates = in_kafka.len() - unique.len();
-    println!("received {received}, objects read {read}, came back {came_back}, duplicate lines {duplicates}");
-    assert!(duplicates as u64 <= came_back * per_object as u64, "{duplicates} duplicate lines, {came_back} messages came back");
-    assert_eq!(came_back, 0, "no message's visibility ran out: {work:?}");
-    assert_eq!(read, n_objects as u64);
-    assert_eq!(duplicates, 0);
+    // Duplicates are exactly the lines of the objects read again: none when nothing came back,
+    // which is what this run should see.
+    assert_eq!(duplicates, came_back * per_object as u64, "duplicate lines not explained by deliveries: {work:?}");
     let lines_read: u64 = work.iter().map(|(_, w)| w.lines_read).sum();
-    assert_eq!(lines_read, (n_objects * per_object) as u64);
+    assert_eq!(lines_read, received * per_object as u64);
+    if came_back > 0 {
+        println!("note: the queue delivered {came_back} message(s) twice within the visibility timeout");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
