@@ -16,7 +16,8 @@ use crate::support::{bin, root};
 /// One running instance of the unit's pipeline.
 struct Instance {
     name: String,
-    child: Child,
+    /// None once stopped; dropped while running (a failed assertion), the group is killed.
+    child: Option<Child>,
     state: std::path::PathBuf,
     status: std::path::PathBuf,
     stderr: std::path::PathBuf,
@@ -45,7 +46,7 @@ impl Instance {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        Instance { name: name.to_string(), child, state, status, stderr }
+        Instance { name: name.to_string(), child: Some(child), state, status, stderr }
     }
 
     /// The poller is up once it keeps its live file (written at start).
@@ -57,15 +58,25 @@ impl Instance {
 
     /// `systemctl stop`: SIGTERM to the whole group; every stage drains and exits 0.
     fn stop(mut self) -> Work {
-        let pgid = self.child.id();
+        let mut child = self.child.take().unwrap();
+        let pgid = child.id();
         let rc = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status().unwrap();
         assert!(rc.success(), "kill -TERM -{pgid}");
-        let code = self.child.wait().unwrap();
+        let code = child.wait().unwrap();
         let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         assert!(code.success(), "{}: the unit's shell exits 0: {code:?}\n{err}", self.name);
         let st = std::fs::read_to_string(&self.status).expect("status file");
         assert_eq!(st.trim(), "0 0 0 0 0 0", "{}: every stage exits 0 (PIPESTATUS, then the pipeline)\n{err}", self.name);
         Work::of(&self.name, &self.state)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+        }
     }
 }
 
