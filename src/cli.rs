@@ -69,16 +69,34 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn main<A: Parser>(tool: &str, common: impl Fn(&A) -> &Common, run: impl FnOnce(A) -> anyhow::Result<Status>) -> ExitCode {
     let args = A::parse();
     init_logging(common(&args));
-    let tracked = match crate::metrics::start(tool, &common(&args).metrics) {
-        Ok(t) => t,
+    match crate::metrics::start(tool, &common(&args).metrics) {
+        Ok(t) => *RUN.lock().unwrap_or_else(|e| e.into_inner()) = Some(t),
         Err(e) => {
             eprintln!("{tool}: error: {e}");
             return ExitCode::from(2);
         }
     };
     let (outcome, error) = outcome(tool, run(args));
-    tracked.finish(outcome, error.as_deref());
+    if let Some(run) = RUN.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        run.finish(outcome, error.as_deref());
+    }
     ExitCode::from(outcome.exit_code())
+}
+
+/// The running stage's metrics bookkeeping, finished by whichever comes first: [`main`] when the
+/// stage returns, or [`exit_now`].
+static RUN: std::sync::Mutex<Option<crate::metrics::Run>> = std::sync::Mutex::new(None);
+
+/// End the process now, with status 0, after recording the run (outcome `ok`, with `why` as its
+/// error): for a stage whose drain expired while one of its threads is stuck in a system call
+/// that no flag can interrupt (see [`crate::shutdown`]). What it had not forwarded comes back
+/// through SQS. The one place a stage ends with `process::exit`.
+pub fn exit_now(tool: &str, why: &str) -> ! {
+    eprintln!("{tool}: {why}: exiting");
+    if let Some(run) = RUN.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        run.finish(crate::metrics::Outcome::Ok, Some(why));
+    }
+    std::process::exit(0)
 }
 
 /// Like [`main`] for tools that are not pipeline stages (`s3s-status`): no metrics, no runs log.
@@ -109,13 +127,3 @@ fn outcome(tool: &str, result: anyhow::Result<Status>) -> (crate::metrics::Outco
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// Open a file named by `flag` for appending records (a dead-letter file), created if missing;
-/// a failure is a usage error naming the flag and the file.
-pub fn open_append(flag: &str, path: &std::path::Path) -> Result<std::fs::File, UsageError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| UsageError(format!("{flag} {}: {e}", path.display())))
-}

@@ -6,9 +6,13 @@
 //! - `{"type":"end","bucket":B,"key":K,"lines":COUNT,...}`: all lines of the object were emitted;
 //!   carries every other field of the `object` record (its `ack` token among them).
 //!
+//! - `ack`: the token of the SQS message an object came from ([`Ack`]), written by s3s-poll and
+//!   read by the stages that keep the message invisible and by s3s-ack, which deletes it.
+//!
 //! Line records are written by hand from a per-object prefix (no allocation per line); the
 //! low-volume records (`object`, `end`) go through `serde_json` with field order preserved.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::scan::{escape_into, quote_into};
@@ -17,6 +21,49 @@ use crate::scan::{escape_into, quote_into};
 pub const OBJECT: &str = "object";
 pub const LINE: &str = "line";
 pub const END: &str = "end";
+
+/// The ack token: which SQS message an `object` (and so its `end`) or a `message` record came
+/// from, how many objects it announced, and its visibility. One type for the writer (s3s-poll)
+/// and every reader (s3s-cat, the publishers, s3s-ack); members it does not know are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub queue_url: String,
+    pub receipt_handle: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// How many `end` records delete the message (0 for a `message` record).
+    pub objects: u64,
+    /// ApproximateReceiveCount when received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive_count: Option<u64>,
+    /// SentTimestamp (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ms: Option<u64>,
+    /// The message's visibility timeout (seconds), for the stages that extend it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility_timeout: Option<i64>,
+    /// When the visibility runs out (ms since the epoch); each extension writes the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Members added by other versions or other tools, passed on as they came.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Ack {
+    /// The message id for messages ("?" when the token has none).
+    pub fn message_id(&self) -> &str {
+        self.message_id.as_deref().unwrap_or("?")
+    }
+
+    /// The `ack` member of a record, when it has one; an error when it is there but malformed.
+    pub fn of_record(record: &Map<String, Value>) -> Result<Option<Ack>, String> {
+        match record.get("ack") {
+            None => Ok(None),
+            Some(v) => Ack::deserialize(v).map(Some).map_err(|e| format!("ack token: {e}")),
+        }
+    }
+}
 
 /// Where an object's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,5 +251,17 @@ mod tests {
         assert_eq!(end["type"], "end");
         assert_eq!(end["lines"], 7);
         assert_eq!(end["dry_run"], true);
+    }
+
+    #[test]
+    fn ack_tokens_round_trip_with_members_of_other_versions() {
+        let text = r#"{"queue_url":"q","receipt_handle":"r","message_id":"m","objects":2,"sent_ms":5,"visibility_timeout":30,"deadline_ms":99,"region":"eu-west-1"}"#;
+        let ack: Ack = serde_json::from_str(text).unwrap();
+        assert_eq!((ack.objects, ack.visibility_timeout, ack.deadline_ms, ack.receive_count), (2, Some(30), Some(99), None));
+        assert_eq!(ack.extra.get("region").and_then(Value::as_str), Some("eu-west-1"));
+        assert_eq!(serde_json::to_string(&ack).unwrap(), text);
+        let rec: Map<String, Value> = serde_json::from_str(r#"{"type":"end","ack":{"queue_url":"q"}}"#).unwrap();
+        assert!(Ack::of_record(&rec).unwrap_err().contains("receipt_handle"));
+        assert_eq!(Ack::of_record(&Map::new()), Ok(None));
     }
 }

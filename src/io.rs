@@ -9,7 +9,10 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 const OUT_BUF: usize = 128 * 1024;
 const IN_BUF: usize = 256 * 1024;
@@ -86,6 +89,8 @@ pub struct Input {
     next: Option<io::Result<(Vec<u8>, usize)>>,
     eof: bool,
     number: u64,
+    /// Ends the input early once set (a drain that expired, see [`crate::shutdown`]).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 const CHUNKS: usize = 8;
@@ -113,7 +118,27 @@ impl Input {
             .name("input".into())
             .spawn(move || read_chunks(reader, chunk_tx, spare_rx))
             .expect("spawning the input reader thread");
-        Input { chunks, spare, cur: Vec::new(), len: 0, pos: 0, next: None, eof: false, number: 0 }
+        Input { chunks, spare, cur: Vec::new(), len: 0, pos: 0, next: None, eof: false, number: 0, stop: None }
+    }
+
+    /// End the input (as at end of file) once `flag` is set, even while waiting for more.
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// The next chunk from the reader thread; `None` at the end (or once stopped).
+    fn recv(&self) -> Option<io::Result<(Vec<u8>, usize)>> {
+        let Some(stop) = &self.stop else { return self.chunks.recv().ok() };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            match self.chunks.recv_timeout(Duration::from_millis(100)) {
+                Ok(c) => return Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
     }
 
     /// True when no input is waiting (the next read would wait for the producer): flush output
@@ -141,9 +166,9 @@ impl Input {
             }
             let c = match self.next.take() {
                 Some(c) => c,
-                None => match self.chunks.recv() {
-                    Ok(c) => c,
-                    Err(_) => {
+                None => match self.recv() {
+                    Some(c) => c,
+                    None => {
                         self.eof = true;
                         return Ok(None);
                     }
@@ -182,9 +207,9 @@ impl Input {
     pub fn next_chunk(&mut self) -> io::Result<Option<(Vec<u8>, usize)>> {
         let c = match self.next.take() {
             Some(c) => c,
-            None => match self.chunks.recv() {
-                Ok(c) => c,
-                Err(_) => return Ok(None),
+            None => match self.recv() {
+                Some(c) => c,
+                None => return Ok(None),
             },
         };
         c.map(Some)

@@ -1,20 +1,33 @@
 //! s3s: stream the text inside S3 objects through Unix pipe stages.
 //!
-//! Every stage is a tiny binary in `src/bin/` whose logic lives in [`tools`]; the pieces the
-//! stages share (the NDJSON envelope, stdin/stdout framing, decompression, AWS setup, the CLI
-//! conventions) are the modules below. The envelope contract is documented in `man/s3s.7`.
+//! Every stage is a tiny binary in `src/bin/` whose logic lives in [`tools`]. Below the tools,
+//! in layers (a module imports only from its own layer or those below it):
+//!
+//! - the publishers' driver and toolkit ([`sink`]), object bodies to lines ([`decode`]), AWS
+//!   access ([`aws`]: clients, S3 bodies, SQS visibility leases), SQS bodies ([`notify`]);
+//! - the contract and its framing: the NDJSON envelope ([`envelope`], `man/s3s.7`), the record
+//!   scanner ([`scan`]), stdin/stdout ([`io`]), the runs log ([`runs`]);
+//! - what every stage shares: CLI conventions and exit codes ([`cli`]), metrics ([`metrics`]),
+//!   signals and draining ([`signals`], [`shutdown`]), time ([`clock`]), durations
+//!   ([`duration`]), backoff ([`backoff`]), dead-letter files ([`dead_letter`]), the host name
+//!   ([`host`]), man pages ([`man`]).
 
+pub mod aws;
+pub mod backoff;
 pub mod cli;
+pub mod clock;
+pub mod dead_letter;
 pub mod decode;
+pub mod duration;
 pub mod envelope;
+pub mod host;
 pub mod io;
-pub mod lease;
 pub mod man;
 pub mod metrics;
 pub mod notify;
-pub mod s3;
+pub mod runs;
 pub mod scan;
 pub mod shutdown;
+pub mod signals;
 pub mod sink;
 pub mod tools;
-pub mod transport;

@@ -82,11 +82,12 @@ fn parse_records(records: &Value) -> Result<Notice, String> {
         let (Some(bucket), Some(key)) = (bucket, key) else {
             return Err(format!("Records[{i}] has no s3.bucket.name or s3.object.key"));
         };
-        if let Some(name) = event_name {
-            if !name.starts_with("ObjectCreated:") && !name.starts_with("s3:ObjectCreated:") {
-                skipped.push(name.to_string());
-                continue;
-            }
+        if let Some(name) = event_name
+            && !name.starts_with("ObjectCreated:")
+            && !name.starts_with("s3:ObjectCreated:")
+        {
+            skipped.push(name.to_string());
+            continue;
         }
         objects.push(Announced {
             bucket: bucket.to_string(),

@@ -315,15 +315,14 @@ pub fn unescape_into(s: &[u8], out: &mut Vec<u8>) {
                 };
                 i += 4;
                 let mut cp = hi;
-                if (0xD800..0xDC00).contains(&hi) {
-                    if s.get(i) == Some(&b'\\') && s.get(i + 1) == Some(&b'u') {
-                        if let Some(lo) = hex4(s, i + 2) {
-                            if (0xDC00..0xE000).contains(&lo) {
-                                cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                                i += 6;
-                            }
-                        }
-                    }
+                if (0xD800..0xDC00).contains(&hi)
+                    && s.get(i) == Some(&b'\\')
+                    && s.get(i + 1) == Some(&b'u')
+                    && let Some(lo) = hex4(s, i + 2)
+                    && (0xDC00..0xE000).contains(&lo)
+                {
+                    cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                    i += 6;
                 }
                 let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
                 let mut tmp = [0u8; 4];
@@ -365,7 +364,7 @@ static ESCAPE: [u8; 256] = {
 };
 
 /// Append `s` (valid UTF-8) escaped as JSON string content (no quotes) to `out`.
-#[inline]
+#[inline(always)]
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
     out.reserve(s.len() + 16);
     let mut start = 0;

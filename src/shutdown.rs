@@ -1,64 +1,84 @@
-//! SIGTERM/SIGINT for the stages that run no async runtime (s3s-cat, s3s-filter, s3s-ack).
+//! The drain rule of the stages that run their own loop (s3s-cat, s3s-filter, s3s-ack), on top of
+//! [`crate::signals`].
 //!
 //! The rule every stage keeps: a signal means "take no new work, finish and flush what is in
 //! flight, exit 0", bounded by a drain timeout. Under systemd every stage of a pipeline gets
 //! the signal at once; upstream stops first (s3s-poll stops receiving and closes its stdout), so
 //! the stages below see the end of their input and finish on their own. Should that take longer
-//! than the drain timeout (or a second signal arrive), the stage exits 0 at once: what it had
-//! not forwarded yet is lost only as a duplicate-to-be, never as a loss, since an `end` record is
-//! always written after its object's lines and a message is deleted only after its `end`.
+//! than the drain timeout (or a second signal arrive), the drain has *expired*: the stage stops
+//! at the next record boundary (its loops check [`Shutdown::expired`], and [`crate::io::Input`]
+//! ends early), writes out the whole records it has, and returns like any other run (exit 0, its
+//! runs-log record written). What it had not forwarded is lost only as a duplicate-to-be, never
+//! as a loss: an `end` record is always written after its object's lines, and a message is
+//! deleted only after its `end`.
+//!
+//! A thread blocked in a system call (a write to a pipe nobody reads, a stalled download) cannot
+//! see the flag: [`HARD_STOP`] after expiry the process ends anyway, through
+//! [`crate::cli::exit_now`], which writes the runs-log record first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use crate::signals::Signals;
 
 /// The default bound on draining after a signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after the drain expired a stage that has not ended is ended by force.
+pub const HARD_STOP: Duration = Duration::from_secs(10);
 
-/// Whether a stop was asked for.
+/// Whether a stop was asked for, and whether its drain has run out.
 #[derive(Clone)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown {
+    signals: Signals,
+    expired: Arc<AtomicBool>,
+}
 
 impl Shutdown {
-    /// Install the handlers: the first signal sets the flag and starts the drain timer; the timer
-    /// or a second signal ends the process with status 0.
+    /// Install the handlers: the first signal asks for a stop and starts the drain timer; the
+    /// timer or a second signal expires the drain.
     pub fn install(tool: &'static str, drain: Duration) -> std::io::Result<Shutdown> {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        let f = flag.clone();
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
-            let Some(sig) = signals.forever().next() else { return };
-            f.store(true, Ordering::SeqCst);
-            tracing::info!("signal {sig}: taking no new work, draining (at most {drain:?})");
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = signals.forever().next();
-                let _ = tx.send(());
-            });
-            match rx.recv_timeout(drain) {
-                Ok(()) => eprintln!("{tool}: second signal: exiting without draining"),
-                Err(_) => eprintln!("{tool}: drain timeout ({drain:?}) reached: exiting; unfinished work comes back through SQS"),
+        let signals = Signals::install()?;
+        let expired = Arc::new(AtomicBool::new(false));
+        let (s, e) = (signals.clone(), expired.clone());
+        std::thread::Builder::new().name("drain".into()).spawn(move || {
+            while s.wait(0, Duration::from_secs(3600)) == 0 {}
+            tracing::info!("{}: taking no new work, draining (at most {drain:?})", s.last());
+            if s.wait(1, drain) >= 2 {
+                eprintln!("{tool}: second signal: stopping without draining");
+            } else {
+                eprintln!("{tool}: drain timeout ({drain:?}) reached: stopping; unfinished work comes back through SQS");
             }
-            // What was not forwarded is redelivered later (see the module doc): exit at once.
-            std::process::exit(0);
+            e.store(true, Ordering::SeqCst);
+            std::thread::sleep(HARD_STOP);
+            crate::cli::exit_now(tool, "the drain timeout expired and the stage did not stop by itself");
         })?;
-        Ok(Shutdown(flag))
+        Ok(Shutdown { signals, expired })
     }
 
     /// A stop was asked for: take no new work.
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.signals.requested()
+    }
+
+    /// The drain ran out (or a second signal came): stop at the next record boundary.
+    pub fn expired(&self) -> bool {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// The expiry flag, for loops that cannot hold the whole [`Shutdown`] (an input reader).
+    pub fn expiry_flag(&self) -> Arc<AtomicBool> {
+        self.expired.clone()
     }
 }
 
-/// The drain bound, for the stages that install [`Shutdown`] (the publishers have the same flag
-/// in their sink options).
+/// The drain bound, for every stage that drains (flattened into their `Args`; the publishers
+/// have it through `crate::sink::SinkArgs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrainArgs {
-    /// After SIGTERM/SIGINT, finish what is in flight for at most this long, then exit 0.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::sink::parse_duration, env = "S3S_DRAIN_TIMEOUT")]
+    /// After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in
+    /// flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not
+    /// forwarded and comes back through SQS.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse_duration, env = "S3S_DRAIN_TIMEOUT")]
     pub drain_timeout: Duration,
 }

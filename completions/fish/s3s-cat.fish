@@ -1,5 +1,5 @@
 complete -c s3s-cat -l carry -d 'Copy FIELD of the object record (e.g. `etag`, `event_time` from s3s-poll) onto each of its line records, for publishers that use it (index dates, GELF timestamps, ids). Repeatable, or comma-separated' -r
-complete -c s3s-cat -l drain-timeout -d 'After SIGTERM/SIGINT, finish what is in flight for at most this long, then exit 0' -r
+complete -c s3s-cat -l drain-timeout -d 'After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not forwarded and comes back through SQS' -r
 complete -c s3s-cat -l metrics-addr -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a free port, shown by `s3s-status`)' -r
 complete -c s3s-cat -l metrics-file -d 'Write Prometheus metrics to PATH (atomically: a temporary file renamed over it) every --metrics-interval and at exit, for node_exporter\'s textfile collector (PATH should end in `.prom`). Give each stage its own file' -r -F
 complete -c s3s-cat -l metrics-interval -d 'Seconds between rewrites of --metrics-file and of the live-state file `s3s-status` reads' -r

@@ -15,7 +15,7 @@ complete -c s3s-gelf -l tls-server-name -d 'Name to check the server\'s certific
 complete -c s3s-gelf -l tls-cert -d 'PEM file of the client certificate (chain) to present on tls://, for receivers that require one; needs --tls-key' -r -F
 complete -c s3s-gelf -l tls-key -d 'PEM file of the private key of --tls-cert (PKCS#8, PKCS#1 or SEC1, unencrypted)' -r -F
 complete -c s3s-gelf -l max-in-flight -d 'At most N lines awaiting a delivery report; reading stdin pauses while the window is full' -r
-complete -c s3s-gelf -l drain-timeout -d 'At end of input or on SIGTERM/SIGINT, wait at most this long for outstanding delivery reports (e.g. 30s, 500ms, 2m); records behind unconfirmed lines are then withheld' -r
+complete -c s3s-gelf -l drain-timeout -d 'After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not forwarded and comes back through SQS' -r
 complete -c s3s-gelf -l metrics-addr -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a free port, shown by `s3s-status`)' -r
 complete -c s3s-gelf -l metrics-file -d 'Write Prometheus metrics to PATH (atomically: a temporary file renamed over it) every --metrics-interval and at exit, for node_exporter\'s textfile collector (PATH should end in `.prom`). Give each stage its own file' -r -F
 complete -c s3s-gelf -l metrics-interval -d 'Seconds between rewrites of --metrics-file and of the live-state file `s3s-status` reads' -r

@@ -10,7 +10,7 @@ complete -c s3s-kafka -l key-field -d 'Key each message with this top-level fiel
 complete -c s3s-kafka -s K -l key-delimiter -d 'Split each line at the first DELIM: the key before it, the value after it (kcat -K); a line without DELIM is all value, with no key' -r
 complete -c s3s-kafka -s H -l header -d 'Add a message header (repeatable)' -r
 complete -c s3s-kafka -l max-in-flight -d 'At most N lines awaiting a delivery report; reading stdin pauses while the window is full' -r
-complete -c s3s-kafka -l drain-timeout -d 'At end of input or on SIGTERM/SIGINT, wait at most this long for outstanding delivery reports (e.g. 30s, 500ms, 2m); records behind unconfirmed lines are then withheld' -r
+complete -c s3s-kafka -l drain-timeout -d 'After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not forwarded and comes back through SQS' -r
 complete -c s3s-kafka -l metrics-addr -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a free port, shown by `s3s-status`)' -r
 complete -c s3s-kafka -l metrics-file -d 'Write Prometheus metrics to PATH (atomically: a temporary file renamed over it) every --metrics-interval and at exit, for node_exporter\'s textfile collector (PATH should end in `.prom`). Give each stage its own file' -r -F
 complete -c s3s-kafka -l metrics-interval -d 'Seconds between rewrites of --metrics-file and of the live-state file `s3s-status` reads' -r

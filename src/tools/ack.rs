@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use anyhow::Context;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use clap::Parser;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::aws::{self, lease};
 use crate::cli::{Common, Status};
+use crate::envelope::Ack;
 use crate::io::{Input, Output, report_bad_line};
+use crate::scan;
 use crate::shutdown::{DrainArgs, Shutdown};
-use crate::{lease, s3, scan};
 
 const TOOL: &str = "s3s-ack";
 
@@ -93,13 +95,14 @@ struct Acker {
 pub fn run(args: Args) -> anyhow::Result<Status> {
     // A signal changes nothing but the bound: the input ends when upstream stops, and what is
     // complete by then is deleted.
-    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
+    let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     // One background worker: it runs the visibility leases while the main thread reads stdin.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut acker =
         Acker { dry_run: args.dry_run, rt, sqs: None, waiting: HashMap::new(), ready: HashMap::new(), counts: Counts::default() };
     let mut out = Output::stdout();
     let mut input = Input::stdin();
+    input.stop_when(shutdown.expiry_flag());
     let mut ty_buf = Vec::new();
     loop {
         if input.is_dry() {
@@ -156,21 +159,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 impl Acker {
     /// An `end` or `message` record: count it towards its message, queue the delete when complete.
     fn record(&mut self, rec: &[u8], is_end: bool) -> Result<(), String> {
-        let v: Value = serde_json::from_slice(rec).map_err(|e| e.to_string())?;
-        let Some(ack) = v.get("ack") else {
+        let v: Map<String, Value> = serde_json::from_slice(rec).map_err(|e| e.to_string())?;
+        let Some(ack) = Ack::of_record(&v)? else {
             // An end record of a source that came from no message (a file, an s3:// argument).
             return Ok(());
         };
-        let text = |k: &str| ack.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(receipt), Some(queue_url)) = (text("receipt_handle"), text("queue_url")) else {
-            return Err("ack token without receipt_handle and queue_url".into());
-        };
-        let objects = ack.get("objects").and_then(Value::as_u64).ok_or("ack token without an objects count")?;
-        let message_id = text("message_id").unwrap_or_else(|| "?".into());
+        let (receipt, queue_url, objects) = (ack.receipt_handle.clone(), ack.queue_url.clone(), ack.objects);
+        let message_id = ack.message_id().to_string();
         let dry = self.dry_run || v.get("dry_run").and_then(Value::as_bool) == Some(true);
         if !self.waiting.contains_key(&receipt) {
             let waits = objects > u64::from(is_end);
-            let lease = match lease::Token::from_ack(ack) {
+            let lease = match lease::Token::from_ack(&ack) {
                 Some(t) if waits && !dry => {
                     let sqs = self.sqs().clone();
                     Some(lease::Lease::hold(self.rt.handle(), sqs, t))
@@ -202,7 +201,7 @@ impl Acker {
     }
 
     fn sqs(&mut self) -> &aws_sdk_sqs::Client {
-        self.sqs.get_or_insert_with(|| self.rt.block_on(async { s3::sqs_client(&s3::sdk_config().await) }))
+        self.sqs.get_or_insert_with(|| self.rt.block_on(async { aws::sqs_client(&aws::sdk_config().await) }))
     }
 
     /// Messages received and not yet deleted: waiting for `end` records, or ready to delete.
@@ -253,7 +252,7 @@ impl Acker {
                         eprintln!(
                             "{TOOL}: deleting messages {} failed: {}; they will be redelivered",
                             ids.join(","),
-                            s3::describe_sdk_error(&e)
+                            aws::describe_sdk_error(&e)
                         );
                     }
                 }

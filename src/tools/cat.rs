@@ -4,13 +4,16 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::Parser;
+use serde::Deserialize;
 
+use crate::aws::{self, lease, s3};
 use crate::cli::{Common, Status};
 use crate::decode::{self, ReadError};
+use crate::envelope::Ack;
 use crate::envelope::{Location, OBJECT, ObjectRecord};
 use crate::io::{Input, Output, report_bad_line};
+use crate::scan;
 use crate::shutdown::{DrainArgs, Shutdown};
-use crate::{lease, s3, scan};
 
 const TOOL: &str = "s3s-cat";
 
@@ -75,15 +78,18 @@ struct Cat {
     failed: u64,
     shutdown: Shutdown,
     carry: Vec<String>,
+    /// The drain expired in the middle of an object: stop at once.
+    stopped: bool,
 }
 
 /// Run `s3s-cat`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
-    let mut cat = Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown, carry: args.carry };
+    let mut cat =
+        Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown, carry: args.carry, stopped: false };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
-        if cat.shutdown.requested() {
+        if cat.shutdown.requested() || cat.stopped {
             break;
         }
         if src == "-" {
@@ -106,9 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 impl Cat {
     fn stdin(&mut self) -> anyhow::Result<()> {
         let mut input = Input::stdin();
+        input.stop_when(self.shutdown.expiry_flag());
         let mut scratch = Vec::new();
         while let Some((number, line)) = input.next_line_flushing(&mut self.out).context("reading stdin")? {
-            if self.shutdown.requested() {
+            if self.shutdown.requested() || self.stopped {
                 // Take no new work: the records not read yet come back through SQS.
                 tracing::info!("stopping at stdin line {number}");
                 break;
@@ -162,9 +169,9 @@ impl Cat {
                         .enable_all()
                         .build()
                         .map_err(|e| format!("starting the runtime: {e}"))?;
-                    let cfg = rt.block_on(s3::sdk_config());
-                    self.client = Some(s3::s3_client(&cfg));
-                    self.sqs = Some(s3::sqs_client(&cfg));
+                    let cfg = rt.block_on(aws::sdk_config());
+                    self.client = Some(aws::s3_client(&cfg));
+                    self.sqs = Some(aws::sqs_client(&cfg));
                     self.rt = Some(rt);
                 }
                 let rt = self.rt.as_ref().expect("set above").handle();
@@ -189,15 +196,21 @@ impl Cat {
         // Keep the message invisible while this object streams (it may take longer than the
         // queue's visibility timeout); the end record carries the latest deadline on.
         let lease = match (&self.rt, &self.sqs, obj.extra.get("ack")) {
-            (Some(rt), Some(sqs), Some(ack)) if !obj.dry_run() => {
-                lease::Token::from_ack(ack).map(|t| lease::Lease::hold(rt.handle(), sqs.clone(), t))
-            }
+            (Some(rt), Some(sqs), Some(ack)) if !obj.dry_run() => Ack::deserialize(ack)
+                .ok()
+                .and_then(|a| lease::Token::from_ack(&a))
+                .map(|t| lease::Lease::hold(rt.handle(), sqs.clone(), t)),
             _ => None,
         };
         let lw = obj.line_writer_carrying(&self.carry);
         let out = &mut self.out;
+        let expired = self.shutdown.expiry_flag();
         let mut n = 0u64;
         let res = decode::for_each_line(reader, |text| {
+            // Checked once per 1024 lines: the drain's expiry is a matter of seconds.
+            if n.is_multiple_of(1024) && expired.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::other(DrainExpired));
+            }
             n += 1;
             lw.write(n, text, out.buf());
             out.record_done()
@@ -236,8 +249,18 @@ impl Cat {
                 crate::metrics::events::object_error();
                 self.failed += 1;
             }
+            Err(ReadError::Sink(e)) if e.get_ref().is_some_and(|e| e.is::<DrainExpired>()) => {
+                // Whole records so far go out; the object's end does not (it comes back).
+                eprintln!("{TOOL}: {}: stopped after {n} lines (drain timeout); no end record", obj.location);
+                self.stopped = true;
+            }
             Err(ReadError::Sink(e)) => return Err(e.into()),
         }
         Ok(())
     }
 }
+
+/// The drain expired while an object streamed (see [`crate::shutdown`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the drain timeout expired")]
+struct DrainExpired;

@@ -196,9 +196,10 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     use std::sync::{Arc, Mutex, mpsc};
     let filter = Arc::new(Filter::new(&args)?);
     // A signal changes nothing but the bound: the input ends when upstream stops.
-    let _shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
+    let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     let mut out = Output::stdout();
     let mut input = Input::stdin();
+    input.stop_when(shutdown.expiry_flag());
     let recycle = input.recycler();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>, usize)>(workers * 2);
@@ -263,9 +264,9 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 // Nothing ready: flush, so records never wait while upstream is idle.
                 out.flush()?;
                 counted.emit(seen, kept);
-                match done_rx.recv() {
-                    Ok(x) => x,
-                    Err(_) => break,
+                match recv_until_expired(&done_rx, &shutdown) {
+                    Some(x) => x,
+                    None => break,
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => break,
@@ -292,4 +293,16 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     out.flush()?;
     tracing::info!("{seen} lines in, {kept} kept, {} dropped, {bad} malformed input lines", seen - kept);
     Ok(if bad > 0 { Status::Failed } else { Status::Ok })
+}
+
+/// The next result, or `None` once all are in or the drain expired (see [`crate::shutdown`]).
+fn recv_until_expired<T>(rx: &std::sync::mpsc::Receiver<T>, shutdown: &Shutdown) -> Option<T> {
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(x) => return Some(x),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if shutdown.expired() => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
 }

@@ -4,20 +4,21 @@
 //!
 //! Encoding (JSON, compression, the chunk count check) happens here on the stdin thread, so
 //! that a message too big for 128 chunks is refused before it is queued; chunking itself, the
-//! connection and reconnects are in [`crate::transport`]'s writer thread.
+//! connection and reconnects are in [`crate::sink::net`]'s writer thread.
 
-use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
+use crate::aws::lease::Keeper;
 use crate::cli::{Common, Status, UsageError};
+use crate::dead_letter::DeadLetter;
 use crate::scan::{self, quote_into};
-use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{self, Chunker, Link, Server, TransportArgs};
+use crate::sink::net::{self, Chunker, Link, Server, TransportArgs};
+use crate::sink::{Line, PublishError, Publisher, SinkArgs, Stage, Ticket};
 
 const TOOL: &str = "s3s-gelf";
 /// GELF's limit on the chunks of one message.
@@ -90,7 +91,7 @@ pub struct Args {
     pub host: Option<String>,
 
     /// The level field: a syslog severity name or number (emerg .. debug, 0-7).
-    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = super::syslog::parse_severity)]
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = crate::sink::severity::parse_severity)]
     pub level: u8,
 
     /// Add an additional field to every message: NAME=VALUE, sent as _NAME (repeatable).
@@ -141,8 +142,7 @@ fn event_seconds(v: &[u8]) -> Option<String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return s.parse::<f64>().ok().map(|_| s.to_string());
     }
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    let ms = crate::clock::parse_ms(s.as_bytes())?;
     Some(format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000)))
 }
 
@@ -153,8 +153,8 @@ fn now_seconds(out: &mut Vec<u8>) {
     out.extend_from_slice(&[b'.', b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8]);
 }
 
-/// How a line becomes a GELF message: everything but the transport.
-struct Format {
+/// How a line becomes a GELF message: everything but the transport (the encoder).
+struct Encoder {
     /// `{"version":"1.1","host":H,` (fixed per run).
     head: Vec<u8>,
     level: u8,
@@ -169,12 +169,9 @@ struct Format {
     scratch: Vec<u8>,
 }
 
-impl Format {
-    fn new(args: &Args, server: &Server) -> Result<Format, UsageError> {
-        let host = args
-            .host
-            .clone()
-            .unwrap_or_else(|| hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "-".into()));
+impl Encoder {
+    fn new(args: &Args, server: &Server) -> Result<Encoder, UsageError> {
+        let host = args.host.clone().unwrap_or_else(|| crate::host::name().unwrap_or_else(|| "-".into()));
         let mut head = br#"{"version":"1.1","host":"#.to_vec();
         quote_into(host.as_bytes(), &mut head);
         let mut extra = Vec::new();
@@ -209,7 +206,7 @@ impl Format {
         };
         let chunk = args.chunk_size as usize;
         let udp = server.is_udp().then_some((chunk, (chunk - CHUNK_HEADER) * MAX_CHUNKS));
-        Ok(Format {
+        Ok(Encoder {
             head,
             level: args.level,
             extra,
@@ -370,11 +367,11 @@ fn chunker(chunk: usize) -> Chunker {
 }
 
 struct GelfPublisher {
-    format: Format,
+    encoder: Encoder,
     server: String,
     stream: bool,
     link: Option<Link>,
-    dead_letter: Option<Arc<Mutex<(PathBuf, std::fs::File)>>>,
+    dead_letter: Option<Arc<DeadLetter>>,
     dead: Arc<AtomicU64>,
 }
 
@@ -386,21 +383,19 @@ impl GelfPublisher {
         let why = format!(
             "stdin line {}: GELF message of {} bytes would need {chunks} UDP chunks (at most {MAX_CHUNKS})",
             line.input_line,
-            self.format.payload.len()
+            self.encoder.payload.len()
         );
         let Some(dl) = &self.dead_letter else {
             return Err(PublishError::Rejected(why));
         };
-        let mut guard = dl.lock().unwrap_or_else(|e| e.into_inner());
-        let (path, file) = &mut *guard;
-        let mut rec = self.format.json.clone();
+        let mut rec = self.encoder.json.clone();
         rec.push(b'\n');
-        match file.write_all(&rec).and_then(|()| file.flush()) {
+        match dl.append(&rec) {
             Ok(()) => {
-                eprintln!("{TOOL}: {why}: written to {}", path.display());
+                eprintln!("{TOOL}: {why}: written to {}", dl.path().display());
                 Ok(true)
             }
-            Err(e) => Err(PublishError::Rejected(format!("{why}; dead-letter file {}: {e}", path.display()))),
+            Err(e) => Err(PublishError::Rejected(format!("{why}; dead-letter file {}: {e}", dl.path().display()))),
         }
     }
 }
@@ -408,9 +403,9 @@ impl GelfPublisher {
 impl Publisher for GelfPublisher {
     #[inline]
     fn publish(&mut self, line: &Line<'_>, ticket: Ticket) -> Result<(), PublishError> {
-        self.format.encode_json(line);
-        self.format.compress();
-        let chunks = self.format.chunks();
+        self.encoder.encode_json(line);
+        self.encoder.compress();
+        let chunks = self.encoder.chunks();
         if chunks > MAX_CHUNKS {
             self.too_big(line, chunks)?;
             // Handled by the dead-letter file: an empty message marks the ticket delivered
@@ -419,7 +414,7 @@ impl Publisher for GelfPublisher {
             return if link.send_nothing(ticket) { Ok(()) } else { Err(PublishError::Rejected("sending was given up".into())) };
         }
         let link = self.link.as_ref().expect("a dry-run publisher is never asked to publish");
-        let payload = &self.format.payload;
+        let payload = &self.encoder.payload;
         let stream = self.stream;
         let queued = link.send(ticket, |buf| {
             buf.extend_from_slice(payload);
@@ -431,16 +426,16 @@ impl Publisher for GelfPublisher {
     }
 
     fn describe(&mut self, line: &Line<'_>, out: &mut Vec<u8>) {
-        self.format.encode_json(line);
-        self.format.compress();
+        self.encoder.encode_json(line);
+        self.encoder.compress();
         out.extend_from_slice(br#"{"server":"#);
         quote_into(self.server.as_bytes(), out);
         out.extend_from_slice(br#","bytes":"#);
-        out.extend_from_slice(itoa::Buffer::new().format(self.format.payload.len()).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.encoder.payload.len()).as_bytes());
         out.extend_from_slice(br#","chunks":"#);
-        out.extend_from_slice(itoa::Buffer::new().format(self.format.chunks()).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(self.encoder.chunks()).as_bytes());
         out.extend_from_slice(br#","gelf":"#);
-        out.extend_from_slice(&self.format.json);
+        out.extend_from_slice(&self.encoder.json);
         out.push(b'}');
     }
 }
@@ -451,21 +446,18 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     if matches!(server, Server::Unix(_)) {
         return Err(UsageError("GELF goes over udp://, tcp:// or tls://, not unix://".into()).into());
     }
-    let format = Format::new(&args, &server)?;
+    let encoder = Encoder::new(&args, &server)?;
     let dead_letter = match &args.dead_letter {
-        Some(p) => {
-            let f = crate::cli::open_append("--dead-letter", p)?;
-            Some(Arc::new(Mutex::new((p.clone(), f))))
-        }
+        Some(p) => Some(Arc::new(DeadLetter::open("--dead-letter", p)?)),
         None => None,
     };
     let dead = Arc::new(AtomicU64::new(0));
-    let driver = Driver { tool: TOOL, args: &args.sink, field: Some(args.time_field.clone()) };
+    let stage = Stage { tool: TOOL, args: &args.sink, hold: Some(Arc::new(Keeper::new())), field: Some(args.time_field.clone()) };
     let link_opts = args.transport.link_options(server.clone(), TOOL, server.is_udp().then(|| chunker(args.chunk_size as usize)));
     let stream = !server.is_udp();
     let server = server.to_string();
-    let status = transport::run_publisher(driver, link_opts, |link| GelfPublisher {
-        format,
+    let status = net::run_publisher(stage, link_opts, |link| GelfPublisher {
+        encoder,
         server,
         stream,
         link,

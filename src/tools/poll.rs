@@ -9,10 +9,15 @@ use clap::Parser;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
+use crate::aws;
+use crate::backoff::Backoff;
 use crate::cli::{Common, Status, UsageError};
+use crate::clock::now_ms;
+use crate::dead_letter::DeadLetter;
+use crate::envelope::Ack;
 use crate::io::Output;
 use crate::notify::{self, Notice};
-use crate::s3;
+use crate::signals::Signals;
 
 const TOOL: &str = "s3s-poll";
 
@@ -189,11 +194,9 @@ fn take_lock(path: &std::path::Path, wait: bool) -> anyhow::Result<Option<std::f
 }
 
 async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let cfg = s3::sdk_config().await;
-    let sqs = s3::sqs_client(&cfg);
+    let signals = Signals::install().context("installing signal handlers")?;
+    let cfg = aws::sdk_config().await;
+    let sqs = aws::sqs_client(&cfg);
     let mut out = Output::stdout();
     let mut counts = Counts::default();
     let wait = args.wait_time.unwrap_or(if args.once { 1 } else { 20 });
@@ -204,17 +207,11 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
         Some(v) => Some(v),
         None => queue_visibility(&sqs, &args.queue_url).await,
     };
-    let mut dead_letter = match &args.dead_letter {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening the dead-letter file {}", p.display()))?,
-        ),
+    let dead_letter = match &args.dead_letter {
+        Some(p) => Some(DeadLetter::open("--dead-letter", p)?),
         None => None,
     };
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut ever_received = false;
     // Dry run receives with visibility timeout 0: the same messages come back at once. Each is
     // shown once; a receive of only messages already shown counts as empty.
@@ -235,8 +232,7 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send();
         let resp = tokio::select! {
-            _ = term.recv() => break Status::Ok,
-            _ = int.recv() => break Status::Ok,
+            _ = signals.notified() => break Status::Ok,
             r = req => r,
         };
         let resp = match resp {
@@ -244,24 +240,23 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             Err(e) => {
                 counts.receive_errors += 1;
                 crate::metrics::events::sqs_receive_error();
-                let why = s3::describe_sdk_error(&e);
+                let why = aws::describe_sdk_error(&e);
                 if !ever_received || args.once {
                     // Most likely configuration (no such queue, no credentials): fail fast.
                     eprintln!("{TOOL}: error: receiving from {}: {why}", args.queue_url);
                     break Status::Failed;
                 }
-                eprintln!("{TOOL}: receiving from {} failed ({why}); retrying in {:?}", args.queue_url, backoff);
+                let delay = backoff.next_delay();
+                eprintln!("{TOOL}: receiving from {} failed ({why}); retrying in {delay:?}", args.queue_url);
                 tokio::select! {
-                    _ = term.recv() => break Status::Ok,
-                    _ = int.recv() => break Status::Ok,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = signals.notified() => break Status::Ok,
+                    _ = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
         ever_received = true;
-        backoff = Duration::from_millis(500);
+        backoff.reset();
         let mut messages: Vec<&aws_sdk_sqs::types::Message> = resp.messages().iter().collect();
         if args.dry_run {
             messages.retain(|m| shown.insert(m.message_id().unwrap_or_default().to_string()));
@@ -272,8 +267,7 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
             }
             if args.interval > 0.0 {
                 tokio::select! {
-                    _ = term.recv() => break Status::Ok,
-                    _ = int.recv() => break Status::Ok,
+                    _ = signals.notified() => break Status::Ok,
                     _ = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => {}
                 }
             }
@@ -283,11 +277,11 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
         crate::metrics::events::sqs_messages_received(messages.len() as u64);
         for m in messages {
             counts.messages += 1;
-            if let (Some(max), Some(n)) = (args.max_receives, receive_count(m)) {
-                if n > max {
-                    give_up(&args, &sqs, m, n, max, dead_letter.as_mut(), &mut counts).await;
-                    continue;
-                }
+            if let (Some(max), Some(n)) = (args.max_receives, receive_count(m))
+                && n > max
+            {
+                give_up(&args, &sqs, m, n, max, dead_letter.as_ref(), &mut counts).await;
+                continue;
             }
             let lease = effective_visibility.map(|v| (v, received_ms + v as u64 * 1000));
             emit(&args, &filter, m, lease, &mut out, &mut counts)?;
@@ -308,8 +302,10 @@ async fn poll(args: Args, filter: KeyFilter) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// The notification lag of an object: now minus its S3 event time, else minus the SQS send time.
+fn lag(event_time: Option<&str>, sent_ms: Option<u64>) -> Option<Duration> {
+    let then = event_time.and_then(|t| crate::clock::parse_ms(t.as_bytes())).or(sent_ms.map(|t| t as i64))?;
+    Some(Duration::from_millis((now_ms() as i64 - then).max(0) as u64))
 }
 
 fn receive_count(m: &aws_sdk_sqs::types::Message) -> Option<u64> {
@@ -335,10 +331,9 @@ async fn give_up(
     m: &aws_sdk_sqs::types::Message,
     n: u64,
     max: u64,
-    file: Option<&mut std::fs::File>,
+    file: Option<&DeadLetter>,
     counts: &mut Counts,
 ) {
-    use std::io::Write;
     let id = m.message_id().unwrap_or("?");
     let reason = format!("received {n} times, more than --max-receives {max}");
     let Some(file) = file else {
@@ -355,8 +350,7 @@ async fn give_up(
     }))
     .expect("a JSON value serializes");
     rec.push(b'\n');
-    // One write per record on an O_APPEND file: whole lines even with several pollers.
-    if let Err(e) = file.write_all(&rec).and_then(|()| file.sync_data()) {
+    if let Err(e) = file.append(&rec) {
         eprintln!("{TOOL}: message {id}: writing the dead-letter file failed ({e}); left in the queue");
         return;
     }
@@ -367,7 +361,7 @@ async fn give_up(
             crate::metrics::events::sqs_messages_left("max_receives", 1);
             eprintln!("{TOOL}: message {id}: {reason}; written to the dead-letter file and deleted");
         }
-        Err(e) => eprintln!("{TOOL}: message {id}: dead-lettered but deleting it failed: {}", s3::describe_sdk_error(&e)),
+        Err(e) => eprintln!("{TOOL}: message {id}: dead-lettered but deleting it failed: {}", aws::describe_sdk_error(&e)),
     }
 }
 
@@ -408,22 +402,19 @@ fn emit(
             (kept, format!("all {total} key(s) excluded by the key filters"))
         }
     };
-    let mut ack = Map::new();
-    ack.insert("queue_url".into(), args.queue_url.as_str().into());
-    ack.insert("receipt_handle".into(), receipt.into());
-    ack.insert("message_id".into(), id.into());
-    ack.insert("objects".into(), objects.len().into());
-    if let Some(n) = attr(MessageSystemAttributeName::ApproximateReceiveCount) {
-        ack.insert("receive_count".into(), n.into());
-    }
-    if let Some(t) = attr(MessageSystemAttributeName::SentTimestamp) {
-        ack.insert("sent_ms".into(), t.into());
-    }
-    if let Some((timeout, deadline)) = lease.filter(|_| !args.dry_run) {
-        ack.insert("visibility_timeout".into(), timeout.into());
-        ack.insert("deadline_ms".into(), deadline.into());
-    }
-    let ack = Value::Object(ack);
+    let lease = lease.filter(|_| !args.dry_run);
+    let ack = Ack {
+        queue_url: args.queue_url.clone(),
+        receipt_handle: receipt.to_string(),
+        message_id: Some(id.to_string()),
+        objects: objects.len() as u64,
+        receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount),
+        sent_ms: attr(MessageSystemAttributeName::SentTimestamp),
+        visibility_timeout: lease.map(|(timeout, _)| timeout.into()),
+        deadline_ms: lease.map(|(_, deadline)| deadline),
+        extra: Map::new(),
+    };
+    let ack = serde_json::to_value(&ack).expect("an ack token serializes");
     if objects.is_empty() {
         counts.no_object += 1;
         let mut rec = json!({"type": "message", "ack": ack, "reason": reason});
@@ -435,7 +426,7 @@ fn emit(
     let sent_ms = attr(MessageSystemAttributeName::SentTimestamp);
     for a in objects {
         counts.objects += 1;
-        crate::metrics::events::object_announced(crate::metrics::lag(a.event_time.as_deref(), sent_ms));
+        crate::metrics::events::object_announced(lag(a.event_time.as_deref(), sent_ms));
         let mut rec = Map::new();
         rec.insert("type".into(), "object".into());
         rec.insert("bucket".into(), a.bucket.into());

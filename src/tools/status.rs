@@ -9,7 +9,9 @@ use clap::Parser;
 use serde_json::{Map, Value, json};
 
 use crate::cli::Status;
-use crate::metrics::{self, human_count, parse_time_ms};
+use crate::clock::rfc3339_ms;
+use crate::metrics::{human_bytes, human_count};
+use crate::runs::{self, RunRecord};
 
 /// Show the last runs of the s3s stages, grouped per pipeline, and the stages running now.
 ///
@@ -70,71 +72,17 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Read every record of the runs log (the rotated part first); lines that are not JSON objects
-/// (a torn write after a crash) are skipped.
-pub fn read_runs(dir: &Path) -> std::io::Result<Vec<Map<String, Value>>> {
-    let mut runs = Vec::new();
-    for name in ["runs.log.1", "runs.log"] {
-        let text = match std::fs::read(dir.join(name)) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for line in text.split(|&b| b == b'\n') {
-            if let Ok(Value::Object(m)) = serde_json::from_slice(line) {
-                runs.push(m);
-            }
-        }
-    }
-    Ok(runs)
-}
-
 /// The live-state records of the stages running now (and of those that died without a record,
 /// marked `"alive": false`), by start time.
-pub fn read_live(dir: &Path) -> Vec<Map<String, Value>> {
-    let mut live = Vec::new();
-    let Ok(entries) = std::fs::read_dir(metrics::live_dir(dir)) else { return live };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let Ok(Value::Object(mut m)) = std::fs::read(&p).map_err(|_| ()).and_then(|t| serde_json::from_slice(&t).map_err(|_| ()))
-        else {
-            continue;
-        };
-        let alive = m.get("pid").and_then(Value::as_u64).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
-            && m.get("host").and_then(Value::as_str).is_none_or(|h| h == this_host());
-        m.insert("alive".into(), alive.into());
-        live.push(m);
+pub fn read_live(dir: &Path) -> Vec<RunRecord> {
+    let this_host = crate::host::name().unwrap_or_default();
+    let mut live = runs::read_live(dir);
+    for m in &mut live {
+        let alive = Path::new(&format!("/proc/{}", m.pid)).exists() && (m.host.is_empty() || m.host == this_host);
+        m.alive = Some(alive);
     }
-    live.sort_by_key(|m| (start_ms(m), m.get("pid").and_then(Value::as_u64)));
+    live.sort_by_key(|m| (m.start_ms(), m.pid));
     live
-}
-
-fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
-}
-
-fn start_ms(m: &Map<String, Value>) -> i64 {
-    m.get("start").and_then(Value::as_str).and_then(parse_time_ms).unwrap_or(0)
-}
-
-fn end_ms(m: &Map<String, Value>) -> i64 {
-    m.get("end").and_then(Value::as_str).and_then(parse_time_ms).unwrap_or_else(|| start_ms(m))
-}
-
-fn tool(m: &Map<String, Value>) -> &str {
-    m.get("tool").and_then(Value::as_str).unwrap_or("?")
-}
-
-/// A counter of a record (summed over its label values), 0 when absent.
-fn counter(m: &Map<String, Value>, name: &str) -> u64 {
-    let Some(Value::Object(c)) = m.get("counters") else { return 0 };
-    c.iter()
-        .filter(|(k, _)| *k == name || k.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum()
 }
 
 const ERROR_COUNTERS: &[&str] = &[
@@ -146,8 +94,8 @@ const ERROR_COUNTERS: &[&str] = &[
     "s3s_sqs_messages_left_total{reason=not_understood}",
 ];
 
-fn errors(m: &Map<String, Value>) -> u64 {
-    ERROR_COUNTERS.iter().map(|n| counter(m, n)).sum()
+fn errors(m: &RunRecord) -> u64 {
+    ERROR_COUNTERS.iter().map(|n| m.counter(n)).sum()
 }
 
 /// The order stages come in a pipeline, for display.
@@ -167,25 +115,21 @@ struct Group {
     pipeline: Option<String>,
     start: i64,
     end: i64,
-    stages: Vec<Map<String, Value>>,
+    stages: Vec<RunRecord>,
 }
 
 impl Group {
     fn totals(&self) -> Map<String, Value> {
-        let sum = |name: &str| self.stages.iter().map(|s| counter(s, name)).sum::<u64>();
-        let has = |t: &str| self.stages.iter().any(|s| tool(s) == t);
+        let sum = |name: &str| self.stages.iter().map(|s| s.counter(name)).sum::<u64>();
+        let has = |t: &str| self.stages.iter().any(|s| s.tool == t);
         let lines_in = sum("s3s_lines_read_total");
         let filters: Vec<u64> =
-            self.stages.iter().filter(|s| tool(s) == "s3s-filter").map(|s| counter(s, "s3s_lines_kept_total")).collect();
+            self.stages.iter().filter(|s| s.tool == "s3s-filter").map(|s| s.counter("s3s_lines_kept_total")).collect();
         let lines_out = filters.iter().copied().min().unwrap_or(lines_in);
         let (exit, outcome, worst) = self
             .stages
             .iter()
-            .map(|s| {
-                let exit = s.get("exit").and_then(Value::as_u64).unwrap_or(0);
-                let outcome = s.get("outcome").and_then(Value::as_str).unwrap_or("?");
-                (exit, outcome, tool(s))
-            })
+            .map(|s| (s.exit.unwrap_or(0), s.outcome.as_deref().unwrap_or("?"), s.tool.as_str()))
             .max_by_key(|(e, _, _)| *e)
             .unwrap_or((0, "ok", ""));
         let mut t = Map::new();
@@ -210,8 +154,8 @@ impl Group {
     fn to_json(&self) -> Value {
         json!({
             "pipeline": self.pipeline,
-            "start": metrics::rfc3339(self.start),
-            "end": metrics::rfc3339(self.end),
+            "start": rfc3339_ms(self.start),
+            "end": rfc3339_ms(self.end),
             "seconds": (self.end - self.start) as f64 / 1000.0,
             "totals": self.totals(),
             "stages": self.stages,
@@ -220,20 +164,20 @@ impl Group {
 }
 
 /// Group records into pipeline runs, by start time.
-fn group(mut runs: Vec<Map<String, Value>>) -> Vec<Group> {
-    runs.sort_by_key(start_ms);
+fn group(mut runs: Vec<RunRecord>) -> Vec<Group> {
+    runs.sort_by_key(RunRecord::start_ms);
     let mut groups: Vec<Group> = Vec::new();
     // The open group of each key (the last one started).
     let mut open: BTreeMap<String, usize> = BTreeMap::new();
     for r in runs {
-        let pipeline = r.get("pipeline").and_then(Value::as_str).map(str::to_string);
-        let host = r.get("host").and_then(Value::as_str).unwrap_or("");
-        let key = match (&pipeline, r.get("ppid").and_then(Value::as_u64)) {
+        let pipeline = r.pipeline.clone();
+        let host = &r.host;
+        let key = match (&pipeline, r.ppid) {
             (Some(p), _) => format!("p:{p}"),
             (None, Some(pp)) => format!("pp:{host}:{pp}"),
-            (None, None) => format!("pid:{host}:{}", r.get("pid").and_then(Value::as_u64).unwrap_or(0)),
+            (None, None) => format!("pid:{host}:{}", r.pid),
         };
-        let (s, e) = (start_ms(&r), end_ms(&r));
+        let (s, e) = (r.start_ms(), r.end_ms());
         // Overlapping (with a second's slack: stages start one after another).
         if let Some(&i) = open.get(&key)
             && s <= groups[i].end + 1000
@@ -247,7 +191,7 @@ fn group(mut runs: Vec<Map<String, Value>>) -> Vec<Group> {
         groups.push(Group { key, pipeline, start: s, end: e, stages: vec![r] });
     }
     for g in &mut groups {
-        g.stages.sort_by_key(|s| (stage_rank(tool(s)), start_ms(s)));
+        g.stages.sort_by_key(|s| (stage_rank(&s.tool), s.start_ms()));
     }
     groups
 }
@@ -266,7 +210,7 @@ fn took(ms: i64) -> String {
 
 /// `2026-11-28 17:00:01` (UTC).
 fn when(ms: i64) -> String {
-    let t = metrics::rfc3339(ms);
+    let t = rfc3339_ms(ms);
     t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
 }
 
@@ -275,10 +219,10 @@ fn short(tool: &str) -> &str {
 }
 
 /// What one stage did, in a few words.
-fn stage_summary(m: &Map<String, Value>) -> String {
-    let c = |n: &str| counter(m, n);
-    let n = |n: &str| human_count(counter(m, n) as f64);
-    let mut s = match tool(m) {
+fn stage_summary(m: &RunRecord) -> String {
+    let c = |n: &str| m.counter(n);
+    let n = |n: &str| human_count(m.counter(n) as f64);
+    let mut s = match m.tool.as_str() {
         "s3s-poll" => format!(
             "{} messages, {} objects, lag {}",
             c("s3s_sqs_messages_received_total"),
@@ -289,12 +233,11 @@ fn stage_summary(m: &Map<String, Value>) -> String {
             "{} objects, {} lines, {} read",
             c("s3s_objects_read_total"),
             n("s3s_lines_read_total"),
-            metrics::human_bytes(c("s3s_read_bytes_total"))
+            human_bytes(c("s3s_read_bytes_total"))
         ),
         "s3s-filter" => format!("{} kept, {} dropped", n("s3s_lines_kept_total"), n("s3s_lines_dropped_total")),
         "s3s-ack" => {
-            let inflight =
-                m.get("counters").and_then(|c| c.get("s3s_sqs_messages_in_flight")).and_then(Value::as_u64).unwrap_or(0);
+            let inflight = m.counters.get("s3s_sqs_messages_in_flight").and_then(Value::as_u64).unwrap_or(0);
             format!(
                 "{} deleted, {} failed, {} in flight",
                 c("s3s_sqs_messages_deleted_total"),
@@ -317,20 +260,18 @@ fn stage_summary(m: &Map<String, Value>) -> String {
 }
 
 /// A histogram's mean, `-` when empty.
-fn mean(m: &Map<String, Value>, name: &str) -> String {
-    let h = m.get("counters").and_then(|c| c.get(name));
-    let count = h.and_then(|h| h.get("count")).and_then(Value::as_u64).unwrap_or(0);
-    let sum = h.and_then(|h| h.get("sum")).and_then(Value::as_f64).unwrap_or(0.0);
+fn mean(m: &RunRecord, name: &str) -> String {
+    let (count, sum) = m.histogram(name);
     if count == 0 { "-".into() } else { format!("{:.1}s", sum / count as f64) }
 }
 
-fn exit_text(m: &Map<String, Value>) -> String {
-    match m.get("exit").and_then(Value::as_u64) {
-        Some(0) => match m.get("outcome").and_then(Value::as_str) {
+fn exit_text(m: &RunRecord) -> String {
+    match m.exit {
+        Some(0) => match m.outcome.as_deref() {
             Some("broken-pipe") => "0 (pipe closed)".into(),
             _ => "0".into(),
         },
-        Some(e) => format!("{e} ({})", m.get("outcome").and_then(Value::as_str).unwrap_or("?")),
+        Some(e) => format!("{e} ({})", m.outcome.as_deref().unwrap_or("?")),
         None => "-".into(),
     }
 }
@@ -366,11 +307,10 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 /// Run `s3s-status`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     use anyhow::Context;
-    let dir = args.state_dir.clone().unwrap_or_else(metrics::state_dir);
-    let runs = read_runs(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
+    let dir = args.state_dir.clone().unwrap_or_else(runs::state_dir);
+    let runs = runs::read(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
     let mut live = read_live(&dir);
-    let wanted =
-        |m: &Map<String, Value>| args.pipeline.as_deref().is_none_or(|p| m.get("pipeline").and_then(Value::as_str) == Some(p));
+    let wanted = |m: &RunRecord| args.pipeline.as_deref().is_none_or(|p| m.pipeline.as_deref() == Some(p));
     live.retain(|m| wanted(m));
     let mut groups = group(runs.into_iter().filter(|m| wanted(m)).collect());
     let skip = groups.len().saturating_sub(args.last);
@@ -389,17 +329,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     if !live.is_empty() {
         let mut rows = vec![["TOOL", "PID", "PIPELINE", "STARTED", "UPDATED", "STATE", "COUNTERS"].map(String::from).to_vec()];
         for m in &live {
-            let updated = m.get("updated").and_then(Value::as_str).and_then(parse_time_ms).map_or("-".into(), when);
-            let state = match m.get("metrics_addr").and_then(Value::as_str) {
-                _ if m.get("alive") != Some(&Value::Bool(true)) => "gone (no summary: killed?)".to_string(),
+            let updated = m.updated.as_deref().and_then(|u| crate::clock::parse_ms(u.as_bytes())).map_or("-".into(), when);
+            let state = match &m.metrics_addr {
+                _ if m.alive != Some(true) => "gone (no summary: killed?)".to_string(),
                 Some(a) => format!("running (http://{a}/metrics)"),
                 None => "running".to_string(),
             };
             rows.push(vec![
-                tool(m).to_string(),
-                m.get("pid").map_or("?".into(), |p| p.to_string()),
-                m.get("pipeline").and_then(Value::as_str).unwrap_or("-").to_string(),
-                when(start_ms(m)),
+                m.tool.clone(),
+                m.pid.to_string(),
+                m.pipeline.as_deref().unwrap_or("-").to_string(),
+                when(m.start_ms()),
                 updated,
                 state,
                 stage_summary(m),
@@ -410,7 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         writeln!(out)?;
     }
     if groups.is_empty() {
-        writeln!(out, "No runs recorded in {}.", metrics::runs_log(&dir).display())?;
+        writeln!(out, "No runs recorded in {}.", runs::runs_log(&dir).display())?;
         return Ok(Status::Ok);
     }
     let mut rows = vec![
@@ -443,7 +383,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             when(g.start),
             took(g.end - g.start),
             g.pipeline.clone().unwrap_or_else(|| "-".into()),
-            g.stages.iter().map(|s| short(tool(s))).collect::<Vec<_>>().join("|"),
+            g.stages.iter().map(|s| short(&s.tool)).collect::<Vec<_>>().join("|"),
             num("messages_received"),
             num("messages_deleted"),
             num("objects"),
@@ -458,9 +398,9 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 .iter()
                 .map(|s| {
                     vec![
-                        format!("  {}", tool(s)),
-                        format!("pid {}", s.get("pid").map_or("?".into(), |p| p.to_string())),
-                        took(end_ms(s) - start_ms(s)),
+                        format!("  {}", s.tool),
+                        format!("pid {}", s.pid),
+                        took(s.end_ms() - s.start_ms()),
                         format!("exit {}", exit_text(s)),
                         stage_summary(s),
                     ]

@@ -1,9 +1,9 @@
 //! `s3s-syslog`: send `line` records to a syslog server (RFC 5424 or RFC 3164, over UDP, TCP,
 //! TLS or a unix socket), and forward the other records only once the lines before them were
-//! handed over (see [`crate::transport`] for what "handed over" means per transport).
+//! handed over (see [`crate::sink::net`] for what "handed over" means per transport).
 //!
 //! Encoding lives here; the connection, reconnects, resending and the writer thread live in
-//! [`crate::transport`]; ordering, failures, backpressure, dry runs and draining in
+//! [`crate::sink::net`]; ordering, failures, backpressure, dry runs and draining in
 //! [`crate::sink`].
 //!
 //! The `syslog` crate: its `Facility` names and codes are used as they are. Its formatters are
@@ -20,10 +20,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 
+use crate::aws::lease::Keeper;
 use crate::cli::{Common, Status, UsageError};
 use crate::scan::quote_into;
-use crate::sink::{Driver, Line, PublishError, Publisher, SinkArgs, Ticket};
-use crate::transport::{self, Link, Server, TransportArgs};
+use crate::sink::net::{self, Link, Server, TransportArgs};
+use crate::sink::severity::{parse_severity, severity_of};
+use crate::sink::{Line, PublishError, Publisher, SinkArgs, Stage, Ticket};
 
 const TOOL: &str = "s3s-syslog";
 
@@ -179,33 +181,6 @@ pub fn parse_facility(s: &str) -> Result<u8, String> {
         .map_err(|()| format!("unknown facility {s:?} (user, daemon, local0 .. local7, ...)"))
 }
 
-/// Parse a severity name (syslog's and a few common spellings) or number into 0-7.
-pub fn parse_severity(s: &str) -> Result<u8, String> {
-    severity_of(s.as_bytes())
-        .ok_or_else(|| format!("unknown severity {s:?} (emerg, alert, crit, err, warning, notice, info, debug or 0-7)"))
-}
-
-fn severity_of(s: &[u8]) -> Option<u8> {
-    let mut low = [0u8; 16];
-    if s.is_empty() || s.len() > low.len() {
-        return None;
-    }
-    for (d, c) in low.iter_mut().zip(s) {
-        *d = c.to_ascii_lowercase();
-    }
-    Some(match &low[..s.len()] {
-        b"0" | b"emerg" | b"emergency" | b"panic" => 0,
-        b"1" | b"alert" => 1,
-        b"2" | b"crit" | b"critical" | b"fatal" => 2,
-        b"3" | b"err" | b"error" => 3,
-        b"4" | b"warning" | b"warn" => 4,
-        b"5" | b"notice" => 5,
-        b"6" | b"info" | b"informational" => 6,
-        b"7" | b"debug" | b"trace" => 7,
-        _ => return None,
-    })
-}
-
 /// RFC 5424 header fields: printable US-ASCII without spaces, at most `max` characters.
 fn check_header_field(what: &str, s: &str, max: usize) -> Result<(), UsageError> {
     if s.is_empty() || s.len() > max || !s.bytes().all(|b| (33..=126).contains(&b)) {
@@ -216,7 +191,7 @@ fn check_header_field(what: &str, s: &str, max: usize) -> Result<(), UsageError>
 
 /// The machine's name, made fit for the HOSTNAME field.
 fn default_hostname() -> String {
-    let h = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let h = crate::host::name().unwrap_or_default();
     let h: String = h.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
     if h.is_empty() { "-".into() } else { h }
 }
@@ -294,8 +269,8 @@ struct Origin<'a> {
     n: Option<&'a [u8]>,
 }
 
-/// How a line becomes a syslog message: everything but the transport.
-struct Format {
+/// How a line becomes a syslog message: everything but the transport (the encoder).
+struct Encoder {
     rfc: Rfc,
     framing: Framing,
     facility: u8,
@@ -337,8 +312,8 @@ fn utf8_prefix(s: &[u8], max: usize) -> &[u8] {
     &s[..end]
 }
 
-impl Format {
-    fn new(args: &Args, server: &Server) -> Result<Format, UsageError> {
+impl Encoder {
+    fn new(args: &Args, server: &Server) -> Result<Encoder, UsageError> {
         let hostname = args.hostname.clone().unwrap_or_else(default_hostname);
         check_header_field("--hostname", &hostname, 255)?;
         check_header_field("--app-name", &args.app_name, 48)?;
@@ -353,7 +328,7 @@ impl Format {
             Some(args.sd_id.clone())
         };
         let max_message = args.max_message.map_or(if server.is_udp() { 2048 } else { 8192 }, |m| m as usize);
-        Ok(Format {
+        Ok(Encoder {
             rfc: args.rfc,
             framing: args.framing,
             facility: args.facility,
@@ -477,7 +452,7 @@ impl Format {
 }
 
 struct SyslogPublisher {
-    format: Format,
+    encoder: Encoder,
     server: String,
     link: Option<Link>,
     msg: Vec<u8>,
@@ -488,9 +463,9 @@ impl Publisher for SyslogPublisher {
     fn publish(&mut self, line: &Line<'_>, ticket: Ticket) -> Result<(), PublishError> {
         let link = self.link.as_ref().expect("a dry-run publisher is never asked to publish");
         self.msg.clear();
-        self.format.encode(line, SystemTime::now(), &mut self.msg);
+        self.encoder.encode(line, SystemTime::now(), &mut self.msg);
         let msg = &self.msg;
-        let framing = if link.is_stream() { Some(self.format.framing) } else { None };
+        let framing = if link.is_stream() { Some(self.encoder.framing) } else { None };
         let queued = link.send(ticket, |buf| match framing {
             Some(Framing::OctetCounting) => {
                 buf.extend_from_slice(itoa::Buffer::new().format(msg.len()).as_bytes());
@@ -508,7 +483,7 @@ impl Publisher for SyslogPublisher {
 
     fn describe(&mut self, line: &Line<'_>, out: &mut Vec<u8>) {
         self.msg.clear();
-        self.format.encode(line, SystemTime::now(), &mut self.msg);
+        self.encoder.encode(line, SystemTime::now(), &mut self.msg);
         out.extend_from_slice(br#"{"server":"#);
         quote_into(self.server.as_bytes(), out);
         out.extend_from_slice(br#","message":"#);
@@ -527,13 +502,13 @@ fn default_port(scheme: &str) -> u16 {
 /// Run `s3s-syslog`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     let server = Server::parse(&args.server, default_port).map_err(UsageError)?;
-    let format = Format::new(&args, &server)?;
-    let truncated = format.truncated.clone();
-    let max_message = format.max_message;
-    let driver = Driver { tool: TOOL, args: &args.sink, field: args.severity_field.clone() };
+    let encoder = Encoder::new(&args, &server)?;
+    let truncated = encoder.truncated.clone();
+    let max_message = encoder.max_message;
+    let stage = Stage { tool: TOOL, args: &args.sink, hold: Some(Arc::new(Keeper::new())), field: args.severity_field.clone() };
     let link_opts = args.transport.link_options(server.clone(), TOOL, None);
-    let status = transport::run_publisher(driver, link_opts, |link| SyslogPublisher {
-        format,
+    let status = net::run_publisher(stage, link_opts, |link| SyslogPublisher {
+        encoder,
         server: server.to_string(),
         link,
         msg: Vec::with_capacity(1024),
@@ -576,7 +551,7 @@ mod tests {
         v.extend_from_slice(extra);
         let args = Args::try_parse_from(v).unwrap();
         let server = Server::parse(&args.server, default_port).unwrap();
-        let mut f = Format::new(&args, &server).unwrap();
+        let mut f = Encoder::new(&args, &server).unwrap();
         let [bucket, key, file, n] = origin.map(|o| o.map(str::as_bytes));
         let origin = Origin { bucket, key, file, n };
         let mut out = Vec::new();

@@ -47,9 +47,9 @@ impl Fixture {
     pub fn new(name: &str, notify: bool) -> Fixture {
         require_services();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let cfg = rt.block_on(s3s::s3::sdk_config());
-        let s3 = s3s::s3::s3_client(&cfg);
-        let sqs = s3s::s3::sqs_client(&cfg);
+        let cfg = rt.block_on(s3s::aws::sdk_config());
+        let s3 = s3s::aws::s3_client(&cfg);
+        let sqs = s3s::aws::sqs_client(&cfg);
         let unique = format!(
             "{name}-{}-{}",
             std::process::id(),

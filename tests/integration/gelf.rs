@@ -21,7 +21,7 @@ fn input(n: usize, tag: &str, max: usize) -> (String, Vec<Value>) {
         let key = format!("gelf/{tag}/{obj}.gz");
         for i in 0..n / 2 {
             let k = obj * (n / 2) + i;
-            let len = if k % 10 == 0 { max } else { 20 + (k * 37) % 400 };
+            let len = if k.is_multiple_of(10) { max } else { 20 + (k * 37) % 400 };
             let mut line = format!("G{k} {tag}\t\"q\" é ");
             while line.len() < len {
                 x ^= x << 13;
@@ -30,10 +30,10 @@ fn input(n: usize, tag: &str, max: usize) -> (String, Vec<Value>) {
                 line.push_str(&format!("{:x}", x));
             }
             let mut rec = json!({"type":"line","bucket":"cdn-logs","key":key,"n":i + 1,"line":line});
-            if k % 3 == 0 {
+            if k.is_multiple_of(3) {
                 rec["event_time"] = json!("2026-11-28T17:00:00.250Z");
             }
-            if k % 5 == 0 {
+            if k.is_multiple_of(5) {
                 rec["fields"] = json!({"status": 503, "path": "/a b", "id": "x1"});
             }
             s.push_str(&rec.to_string());

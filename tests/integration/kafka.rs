@@ -762,7 +762,7 @@ fn an_end_waiting_for_the_broker_keeps_its_message_invisible() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(7));
-    let before_broker = s3s::lease::now_ms();
+    let before_broker = s3s::clock::now_ms();
     assert!(!pipeline.is_finished(), "the pipeline ended with the broker down");
     let early = std::fs::read_to_string(&out).unwrap_or_default();
     assert!(!early.contains(r#""type":"end""#), "end forwarded before delivery: {early}");

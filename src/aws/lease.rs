@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::s3::describe_sdk_error;
+use super::describe_sdk_error;
+use crate::clock::now_ms;
+use crate::envelope::Ack;
 
 /// What a lease needs from an ack token.
 #[derive(Debug, Clone)]
@@ -31,14 +33,14 @@ pub struct Token {
 }
 
 impl Token {
-    /// From an `ack` object; `None` when it has no visibility information (e.g. dry run).
-    pub fn from_ack(ack: &Value) -> Option<Token> {
+    /// From an ack token; `None` when it has no visibility information (e.g. dry run).
+    pub fn from_ack(ack: &Ack) -> Option<Token> {
         Some(Token {
-            queue_url: ack.get("queue_url")?.as_str()?.to_string(),
-            receipt_handle: ack.get("receipt_handle")?.as_str()?.to_string(),
-            message_id: ack.get("message_id").and_then(Value::as_str).unwrap_or("?").to_string(),
-            timeout: i32::try_from(ack.get("visibility_timeout")?.as_i64()?).ok().filter(|t| *t > 0)?,
-            deadline_ms: ack.get("deadline_ms")?.as_u64()?,
+            queue_url: ack.queue_url.clone(),
+            receipt_handle: ack.receipt_handle.clone(),
+            message_id: ack.message_id().to_string(),
+            timeout: i32::try_from(ack.visibility_timeout?).ok().filter(|t| *t > 0)?,
+            deadline_ms: ack.deadline_ms?,
         })
     }
 
@@ -47,11 +49,6 @@ impl Token {
     fn wake_at(&self, deadline_ms: u64) -> u64 {
         deadline_ms.saturating_sub(self.timeout as u64 * 500)
     }
-}
-
-/// Now, in milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A message kept invisible until the lease is released (or dropped).
@@ -150,11 +147,11 @@ impl Held {
     /// for records that are about to wait only.
     pub fn from_record(rec: &[u8]) -> Option<Held> {
         memchr::memmem::find(rec, b"\"deadline_ms\"")?;
-        let v: Value = serde_json::from_slice(rec).ok()?;
+        let v: serde_json::Map<String, Value> = serde_json::from_slice(rec).ok()?;
         if v.get("dry_run").and_then(Value::as_bool) == Some(true) {
             return None;
         }
-        let token = Token::from_ack(v.get("ack")?)?;
+        let token = Token::from_ack(&Ack::of_record(&v).ok()??)?;
         let now = now_ms();
         let first_wake_ms = now + token.deadline_ms.saturating_sub(now) / 2;
         Some(Held { deadline: AtomicU64::new(token.deadline_ms), token, first_wake_ms, released: AtomicBool::new(false) })
@@ -167,7 +164,7 @@ impl Held {
 
     /// Stop extending (the record was forwarded or withheld). Returns the latest deadline when
     /// it was extended, for [`Held::pass_on`].
-    pub fn release(&self) -> Option<u64> {
+    pub fn release_deadline(&self) -> Option<u64> {
         self.released.store(true, Ordering::Release);
         let d = self.deadline.load(Ordering::Relaxed);
         (d != self.token.deadline_ms).then_some(d)
@@ -274,8 +271,8 @@ impl KeeperInner {
             if sqs.is_none() {
                 match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => {
-                        let cfg = rt.block_on(crate::s3::sdk_config());
-                        let client = crate::s3::sqs_client(&cfg);
+                        let cfg = rt.block_on(super::sdk_config());
+                        let client = super::sqs_client(&cfg);
                         sqs = Some((rt, client));
                     }
                     Err(e) => {
@@ -296,10 +293,10 @@ impl KeeperInner {
                 let mut set = tokio::task::JoinSet::new();
                 let mut results = Vec::with_capacity(due.len());
                 for (i, group) in due.iter().enumerate() {
-                    if set.len() >= EXTEND_CONCURRENCY {
-                        if let Some(Ok(r)) = set.join_next().await {
-                            results.push(r);
-                        }
+                    if set.len() >= EXTEND_CONCURRENCY
+                        && let Some(Ok(r)) = set.join_next().await
+                    {
+                        results.push(r);
                     }
                     let (client, token) = (client.clone(), group[0].token.clone());
                     set.spawn(async move { (i, tokio::time::timeout(EXTEND_TIMEOUT, extend(&client, &token)).await) });
@@ -339,5 +336,25 @@ impl KeeperInner {
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.held.retain(|h| !gave_up.iter().any(|g| Arc::ptr_eq(g, h)));
         }
+    }
+}
+
+/// The publisher driver holds waiting records through [`crate::sink::Hold`]: this is the SQS
+/// side of it, plugged in by the publishing tools.
+impl crate::sink::Hold for Keeper {
+    fn hold(&self, rec: &[u8]) -> Option<Box<dyn crate::sink::HeldRecord>> {
+        let held = Arc::new(Held::from_record(rec)?);
+        Keeper::hold(self, held.clone());
+        Some(Box::new(held))
+    }
+
+    fn stop(&self) {
+        Keeper::stop(self)
+    }
+}
+
+impl crate::sink::HeldRecord for Arc<Held> {
+    fn release(&self, rec: &[u8]) -> Option<Vec<u8>> {
+        self.release_deadline().and_then(|d| Held::pass_on(rec, d))
     }
 }

@@ -1,9 +1,5 @@
-//! AWS access: the standard credential/region/endpoint chain, and S3 bodies as `Read`ers.
-//!
-//! `aws-config` reads `AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL[_S3|_SQS]` itself. With an
-//! endpoint override in effect we use path-style addressing (S3-compatible stores and local
-//! servers have no `bucket.host` DNS) and compute checksums only when an API requires them
-//! (many S3-compatible stores reject the newer defaults).
+//! S3 object bodies, downloaded by a task on a tokio runtime and read synchronously in bounded
+//! chunks (the download waits when the reader falls behind: flat memory).
 
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -11,34 +7,7 @@ use std::sync::mpsc;
 use aws_sdk_s3::error::DisplayErrorContext;
 use bytes::Bytes;
 
-/// Load the shared AWS configuration from the environment.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
-}
-
-/// True when S3 requests go to a non-AWS endpoint.
-fn endpoint_override(cfg: &aws_config::SdkConfig) -> bool {
-    cfg.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-}
-
-/// An S3 client from the shared configuration.
-pub fn s3_client(cfg: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-    let path_style = endpoint_override(cfg) || std::env::var("S3S_PATH_STYLE").is_ok_and(|v| v == "1" || v == "true");
-    let conf = aws_sdk_s3::config::Builder::from(cfg)
-        .force_path_style(path_style)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-/// An SQS client from the shared configuration.
-pub fn sqs_client(cfg: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(cfg)
-}
+use super::describe_sdk_error;
 
 /// Messages from the task that downloads a body.
 enum Chunk {
@@ -104,27 +73,6 @@ pub fn get_object(
         Ok(Ok(info)) => Ok((info, BodyReader { rx, cur: Bytes::new(), done: false })),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("the download task stopped before a response".into()),
-    }
-}
-
-/// The most useful one-line description of an SDK error (service code and message, or the
-/// transport cause).
-pub fn describe_sdk_error<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
-where
-    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_s3::error::SdkError;
-    match e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            match (err.code(), err.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_string(),
-                _ => format!("{}", DisplayErrorContext(e)),
-            }
-        }
-        _ => format!("{}", DisplayErrorContext(e)),
     }
 }
 
