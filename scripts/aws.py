@@ -6,10 +6,14 @@ environment (eval "$(scripts/services env)").
     aws.py setup BUCKET QUEUE         create both, send ObjectCreated events of BUCKET to QUEUE;
                                       prints the queue URL
     aws.py upload BUCKET PREFIX FILE...   upload files as PREFIX/<file name>
+    aws.py queue QUEUE                create a queue (no notifications); prints its URL
+    aws.py notify QUEUE_URL BUCKET KEY...   send one S3 ObjectCreated event per key, as S3 would
+                                      (so one upload serves many runs, each on a fresh queue)
     aws.py counts QUEUE_URL           "visible in_flight" messages
     aws.py wait-empty QUEUE_URL SECS  wait until the queue is empty (exit 1 if it is not in time)
     aws.py wait-count QUEUE_URL N SECS   wait until the queue holds N messages
 """
+import json
 import os
 import sys
 import time
@@ -50,6 +54,22 @@ def main(argv):
         for path in argv[4:]:
             with open(path, "rb") as f:
                 s3.put_object(Bucket=bucket, Key=f"{prefix}/{os.path.basename(path)}", Body=f.read())
+    elif cmd == "queue":
+        print(sqs.create_queue(QueueName=argv[2])["QueueUrl"])
+    elif cmd == "notify":
+        url, bucket = argv[2], argv[3]
+        keys = argv[4:]
+        for i in range(0, len(keys), 10):
+            entries = []
+            for j, key in enumerate(keys[i:i + 10]):
+                size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+                event = {"Records": [{
+                    "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": os.environ.get("AWS_REGION", "us-east-1"),
+                    "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": size}},
+                }]}
+                entries.append({"Id": str(j), "MessageBody": json.dumps(event)})
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
     elif cmd == "counts":
         print(*counts(sqs, argv[2]))
     elif cmd in ("wait-empty", "wait-count"):

@@ -1,7 +1,10 @@
 //! The one integration-test binary (one link step instead of one per file).
 //!
 //! - `golden`: trycmd cases under `tests/cmd/<tool>/` (stdin, args, expected stdout/stderr/exit).
-//! - `pipes`: behaviour a golden file cannot show (closed pipes, jq in place of a stage, man pages).
+//! - `pipes`: behaviour a golden file cannot show (closed pipes, jq in place of a stage).
+//! - `package`: man pages and completions in sync with the flags; the Debian package of
+//!   `scripts/package` installed, verified, removed and purged in a scratch dpkg root.
+//! - `scale`: three instances of the systemd unit's pipeline on one queue (scaling out).
 //! - `kafka`: s3s-kafka against the local tansu broker (`S3S_KAFKA_BROKERS`, `S3S_TANSU`).
 //! - `secure`: TLS, SASL, MSK IAM and SigV4 through stand-ins of the tests' own (scripts/receivers/).
 //! - `sqs`, `aws`: against the real local servers started by `scripts/services` (S3/SQS on moto,
@@ -16,7 +19,10 @@ mod golden;
 mod kafka;
 mod metrics;
 mod ops;
+mod package;
 mod pipes;
+#[cfg(feature = "kafka")]
+mod scale;
 mod secure;
 mod sqs;
 mod support;

@@ -10,7 +10,7 @@ use crate::aws::{Fixture, gzip, lines};
 use crate::support::{bin, root};
 
 /// The shell pipeline of `ExecStart=` in contrib/systemd/s3s@.service, as bash would get it.
-fn unit_pipeline(instance: &str) -> String {
+pub(crate) fn unit_pipeline(instance: &str) -> String {
     let unit = std::fs::read_to_string(root().join("contrib/systemd/s3s@.service")).unwrap();
     let line = unit.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
     let script =

@@ -1,6 +1,6 @@
-//! Pipe behaviour: closed downstream pipes, jq standing in for a stage, man pages in sync.
+//! Pipe behaviour: closed downstream pipes, jq standing in for a stage (man pages in sync: `package`).
 
-use crate::support::{root, sh};
+use crate::support::sh;
 
 /// A big gzip'd input, made once per test run.
 fn big_gz() -> std::path::PathBuf {
@@ -48,15 +48,4 @@ fn filter_output_is_what_jq_parses_back() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2026-11-28 | 17:01:04 | FRA56-P2 | 9000 | 203.0.113.5 | get | d111.cloudfront.net | /img/\"quoted\"\\path.png | 503\n"), "{out}");
     assert!(out.contains("caf\u{FFFD} latin-1\n"), "{out}");
-}
-
-#[test]
-fn man_pages_match_the_clap_definitions() {
-    for (name, cmd) in s3s::tools::commands() {
-        cmd.clone().debug_assert();
-        let want = s3s::man::render(cmd);
-        let path = root().join("man").join(format!("{name}.1"));
-        let have = std::fs::read(&path).unwrap_or_default();
-        assert!(have == want, "{} is out of date: run `cargo run --bin s3s-mangen` and commit man/", path.display());
-    }
 }
