@@ -14,7 +14,7 @@ use clap::Parser;
 pub struct Common {
     /// More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes
     /// tracing's filter syntax and wins over --verbose/--quiet.
-    #[arg(long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Only errors on stderr.
     #[arg(short, long, global = true)]

@@ -7,7 +7,7 @@ on\t'This stage, when stderr is a terminal'
 off\t'Never'"
 complete -c s3s-ack -l pass -d 'Echo every input record to stdout'
 complete -c s3s-ack -l dry-run -d 'Delete nothing; say on stderr what would have been deleted'
-complete -c s3s-ack -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
+complete -c s3s-ack -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-ack -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-ack -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-ack -s V -l version -d 'Print version'

@@ -8,7 +8,9 @@ complete -c s3s-es -l user -d 'Basic authentication user; the password comes fro
 complete -c s3s-es -l password-file -d 'Read the basic authentication password from FILE (its first line)' -r -F
 complete -c s3s-es -l api-key-file -d 'Read an API key from FILE (sent as "Authorization: ApiKey ..."; ID:KEY is encoded)' -r -F
 complete -c s3s-es -l bearer-token-file -d 'Read a bearer token from FILE (sent as "Authorization: Bearer ...")' -r -F
-complete -c s3s-es -l ca-cert -d 'Trust only the CA certificates in this PEM file for https URLs (instead of the system\'s)' -r -F
+complete -c s3s-es -l ca-cert -l tls-ca -d 'Trust only the CA certificates in this PEM file for https URLs (instead of the system\'s)' -r -F
+complete -c s3s-es -l tls-cert -d 'Client certificate (PEM) for servers that require one; with --tls-key' -r -F
+complete -c s3s-es -l tls-key -d 'The client certificate\'s private key (PEM)' -r -F
 complete -c s3s-es -l batch-docs -d 'Send a batch once it holds this many documents' -r
 complete -c s3s-es -l batch-bytes -d 'Send a batch once its body reaches this size (e.g. 5MiB, 500k)' -r
 complete -c s3s-es -l flush-interval -d 'Send a batch that has waited this long, full or not (e.g. 1s, 200ms)' -r
@@ -18,6 +20,9 @@ complete -c s3s-es -l backoff -d 'The first retry\'s delay; each retry doubles i
 complete -c s3s-es -l max-backoff -d 'The longest delay between retries' -r
 complete -c s3s-es -l timeout -d 'Give up on a request (and retry it) after this long without a complete response' -r
 complete -c s3s-es -l dead-letter -d 'Append documents the server rejected (other than 429/503) to FILE as NDJSON, with the reason; without it such a document fails its line' -r -F
+complete -c s3s-es -l aws-sigv4 -d 'Sign every request with AWS SigV4 for SERVICE: es (Amazon OpenSearch Service domains, the default) or aoss (OpenSearch Serverless). Credentials come from the standard AWS chain (environment, profile, SSO, web identity, ECS or instance role) and are fetched again before they expire; gzip bodies are signed as sent. Not with --user or the API key or bearer token settings' -r -f -a "es\t'Amazon OpenSearch Service domains (and Elasticsearch domains): service name `es`'
+aoss\t'Amazon OpenSearch Serverless collections: service name `aoss`'"
+complete -c s3s-es -l aws-region -d 'The AWS region to sign for (default: the standard chain\'s, e.g. AWS_REGION)' -r
 complete -c s3s-es -l max-in-flight -d 'At most N lines awaiting a delivery report; reading stdin pauses while the window is full' -r
 complete -c s3s-es -l drain-timeout -d 'After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not forwarded and comes back through SQS' -r
 complete -c s3s-es -l metrics-addr -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a free port, shown by `s3s-status`)' -r
@@ -30,7 +35,7 @@ complete -c s3s-es -l id-from-source -d 'A deterministic _id from bucket, key, e
 complete -c s3s-es -l insecure -d 'Do not verify the server\'s TLS certificate (a test cluster with a self-signed one)'
 complete -c s3s-es -l gzip -d 'Compress request bodies with gzip (Content-Encoding: gzip)'
 complete -c s3s-es -l dry-run -d 'Publish nothing: describe each line that would be published as one JSON object on stderr. Records are forwarded to stdout as usual (end records included). Line records marked `"dry_run":true` (by `s3s-poll --dry-run`) are always treated this way'
-complete -c s3s-es -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
+complete -c s3s-es -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-es -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-es -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-es -s V -l version -d 'Print version'

@@ -9,7 +9,7 @@ on\t'This stage, when stderr is a terminal'
 off\t'Never'"
 complete -c s3s-filter -s v -l invert-match -d 'Invert: keep the lines no REGEX matches'
 complete -c s3s-filter -s i -l ignore-case -d 'Case-insensitive matching (for -e and --replace)'
-complete -c s3s-filter -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-filter -s q -l quiet -d 'Only errors on stderr'
+complete -c s3s-filter -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-filter -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-filter -s V -l version -d 'Print version'

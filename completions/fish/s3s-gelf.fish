@@ -23,7 +23,7 @@ complete -c s3s-gelf -l progress -d 'Progress line on stderr (objects, bytes, li
 on\t'This stage, when stderr is a terminal'
 off\t'Never'"
 complete -c s3s-gelf -l dry-run -d 'Publish nothing: describe each line that would be published as one JSON object on stderr. Records are forwarded to stdout as usual (end records included). Line records marked `"dry_run":true` (by `s3s-poll --dry-run`) are always treated this way'
-complete -c s3s-gelf -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
+complete -c s3s-gelf -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-gelf -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-gelf -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-gelf -s V -l version -d 'Print version'

@@ -18,7 +18,7 @@ off\t'Never'"
 complete -c s3s-poll -l once -d 'Drain what is in the queue now: exit 0 at the first empty receive'
 complete -c s3s-poll -l dry-run -d 'Peek: receive with visibility timeout 0 (other consumers are not held up) and mark every record dry-run, so no stage publishes or deletes anything'
 complete -c s3s-poll -l lock-wait -d 'With --lock: wait for the lock instead of exiting'
-complete -c s3s-poll -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
+complete -c s3s-poll -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-poll -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-poll -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-poll -s V -l version -d 'Print version'

@@ -27,7 +27,7 @@ on\t'This stage, when stderr is a terminal'
 off\t'Never'"
 complete -c s3s-syslog -l no-structured-data -d 'Send no structured data (RFC 5424: "-")'
 complete -c s3s-syslog -l dry-run -d 'Publish nothing: describe each line that would be published as one JSON object on stderr. Records are forwarded to stdout as usual (end records included). Line records marked `"dry_run":true` (by `s3s-poll --dry-run`) are always treated this way'
-complete -c s3s-syslog -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
+complete -c s3s-syslog -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-syslog -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-syslog -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c s3s-syslog -s V -l version -d 'Print version'

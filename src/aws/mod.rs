@@ -1,13 +1,18 @@
 //! AWS access: the standard credential/region/endpoint chain and the clients made from it
-//! ([`s3`]: object bodies as `Read`ers; [`lease`]: keeping SQS messages invisible).
+//! ([`s3`]: object bodies as `Read`ers; [`lease`]: keeping SQS messages invisible), and the
+//! requests we sign ourselves ([`credentials`]: the chain's credentials, cached; [`sigv4`]:
+//! SigV4 for HTTP; [`msk_iam`]: Amazon MSK IAM tokens).
 //!
 //! `aws-config` reads `AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL[_S3|_SQS]` itself. With an
 //! endpoint override in effect we use path-style addressing (S3-compatible stores and local
 //! servers have no `bucket.host` DNS) and compute checksums only when an API requires them
 //! (many S3-compatible stores reject the newer defaults).
 
+pub mod credentials;
 pub mod lease;
+pub mod msk_iam;
 pub mod s3;
+pub mod sigv4;
 
 use aws_sdk_s3::error::DisplayErrorContext;
 

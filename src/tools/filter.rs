@@ -25,6 +25,8 @@ const TOOL: &str = "s3s-filter";
 /// the exit status is then 1. SIGTERM/SIGINT: it goes on until its input ends (upstream stops),
 /// for at most --drain-timeout, then exits 0.
 #[derive(Debug, Parser)]
+// -v is grep's --invert-match here, not --verbose (which keeps its long form).
+#[command(mut_arg("verbose", |a| a.short(None)))]
 #[command(
     name = "s3s-filter",
     version,

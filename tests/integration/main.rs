@@ -6,6 +6,7 @@
 //!   `scripts/package` installed, verified, removed and purged in a scratch dpkg root.
 //! - `scale`: three instances of the systemd unit's pipeline on one queue (scaling out).
 //! - `kafka`: s3s-kafka against the local tansu broker (`S3S_KAFKA_BROKERS`, `S3S_TANSU`).
+//! - `secure`: TLS, SASL, MSK IAM and SigV4 through stand-ins of the tests' own (scripts/receivers/).
 //! - `sqs`, `aws`: against the real local servers started by `scripts/services` (S3/SQS on moto,
 //!   Kafka on tansu). They read the endpoints from the environment (`scripts/test` sets it); without it they
 //!   fail with a message saying how to start the servers, never silently pass.
@@ -22,6 +23,7 @@ mod package;
 mod pipes;
 #[cfg(feature = "kafka")]
 mod scale;
+mod secure;
 mod sqs;
 mod support;
 mod syslog;

@@ -54,6 +54,8 @@ pub(super) struct Ctx {
     pub(super) endpoints: Vec<String>,
     pub(super) next: AtomicUsize,
     pub(super) auth: Option<HeaderValue>,
+    /// --aws-sigv4: signs each request.
+    pub(super) signer: Option<crate::aws::sigv4::Signer>,
     pub(super) gzip: bool,
     pub(super) timeout: Duration,
     pub(super) max_retries: u32,
@@ -117,10 +119,17 @@ impl Ctx {
         if let Some(a) = &self.auth {
             req = req.header(header::AUTHORIZATION, a.clone());
         }
-        let req = match req.body(Full::new(body)) {
+        let mut req = match req.body(Full::new(body.clone())) {
             Ok(r) => r,
             Err(e) => return (node, Outcome::Transport(format!("request: {e}"))),
         };
+        // SigV4 over the body as sent (compressed, with --gzip); a failure to get credentials
+        // is retried like a transport error.
+        if let Some(signer) = &self.signer
+            && let Err(e) = signer.sign(&mut req, &body).await
+        {
+            return (node, Outcome::Transport(e));
+        }
         let exchange = async {
             let resp = self.http.request(req).await.map_err(|e| error_chain(&e))?;
             let status = resp.status();

@@ -4,7 +4,7 @@
 //! The ordering, failure, backpressure, dry-run, signal and drain logic is the shared publisher
 //! driver in [`crate::sink`]; this stage shapes documents (`document`, `index`), batches them
 //! (`publisher`), sends them and turns `_bulk` responses into [`crate::sink::Reporter`] calls (`bulk`), as
-//! whom and where `auth` says.
+//! whom and where `auth` says, signed with SigV4 when `sigv4` says so.
 //!
 //! How a line travels:
 //! - `publish` (the stdin thread) appends the line's action and document lines straight into
@@ -28,6 +28,7 @@ mod bulk;
 mod document;
 mod index;
 mod publisher;
+mod sigv4;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -78,6 +79,8 @@ const TOOL: &str = "s3s-es";
     S3S_ES_PASSWORD=... s3s-es --url https://es:9200 --user ingest -i cdn --ca-cert /etc/ssl/es-ca.pem
     S3S_ES_API_KEY=$(cat key) s3s-es --url https://es:9200 -i logs-cdn --op-type create   # a data stream
     s3s-es -i cdn --id-from-source --dead-letter /var/lib/s3s/es-dead.ndjson  # redelivery overwrites
+    s3s-es --url https://search-cdn-abc.eu-west-1.es.amazonaws.com -i 'cdn-%Y.%m.%d' --aws-sigv4 --gzip
+    s3s-es --url https://abc123.eu-west-1.aoss.amazonaws.com -i cdn --aws-sigv4 aoss
     s3s-cat access.log | s3s-es -i 'cdn-%Y.%m.%d' --dry-run 2>&1 >/dev/null | head -2
 
 INDEX PATTERNS:
@@ -99,7 +102,9 @@ DEAD LETTERS:
 ENVIRONMENT:
     S3S_ES_URL (--url, comma-separated), S3S_ES_INDEX (--index), S3S_ES_USER (--user),
     S3S_ES_PASSWORD (basic auth password), S3S_ES_API_KEY (API key: the base64 form Kibana shows,
-    or ID:KEY), S3S_ES_BEARER_TOKEN (bearer token), S3S_DRAIN_TIMEOUT, S3S_LOG (log filter).
+    or ID:KEY), S3S_ES_BEARER_TOKEN (bearer token), the standard AWS variables for --aws-sigv4
+    (AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID...), SSL_CERT_FILE and SSL_CERT_DIR (the system's
+    CA certificates), S3S_DRAIN_TIMEOUT, S3S_LOG (log filter).
     Secrets are read from the environment or a file, never from the command line.
 
 EXIT STATUS:
@@ -154,8 +159,16 @@ pub struct Args {
     pub bearer_token_file: Option<PathBuf>,
 
     /// Trust only the CA certificates in this PEM file for https URLs (instead of the system's).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "tls-ca", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for servers that require one; with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Do not verify the server's TLS certificate (a test cluster with a self-signed one).
     #[arg(long)]
@@ -203,6 +216,9 @@ pub struct Args {
     pub dead_letter: Option<PathBuf>,
 
     #[command(flatten)]
+    pub aws: sigv4::SigV4Args,
+
+    #[command(flatten)]
     pub sink: SinkArgs,
 
     #[command(flatten)]
@@ -237,13 +253,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
-/// The HTTPS connector: the system's roots, --ca-cert's, or none checked (--insecure).
+/// The HTTPS connector: the system's roots, --ca-cert's, or none checked (--insecure); a client
+/// certificate with --tls-cert/--tls-key.
 fn connector(args: &Args) -> Result<Https, UsageError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let opts = TlsOptions { ca: args.ca_cert.clone(), insecure: args.insecure, ..TlsOptions::default() };
+    let opts = TlsOptions {
+        ca: args.ca_cert.clone(),
+        insecure: args.insecure,
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        ..TlsOptions::default()
+    };
     let config = crate::sink::tls::client_config(&opts, "--ca-cert").map_err(UsageError)?;
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(Arc::unwrap_or_clone(config));
     Ok(builder.https_or_http().enable_http1().wrap_connector(http))
@@ -264,6 +287,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     }
     let endpoints = auth::endpoints(&args.urls)?;
     let auth = auth::auth_header(&args)?;
+    args.aws.check(auth.is_some())?;
     let https = connector(&args)?;
     let dead_letter = match &args.dead_letter {
         Some(p) => Some(DeadLetter::open("--dead-letter", p)?),
@@ -280,6 +304,8 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 .pool_max_idle_per_host(concurrency)
                 .build(https)
         };
+        // On the runtime that sends: the credential providers' HTTP clients belong to it.
+        let signer = rt.block_on(args.aws.signer())?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
         let capacity = batch_bytes.min(16 << 20) + (batch_bytes.min(16 << 20) >> 3);
         let first = capacity.min(256 << 10);
@@ -288,6 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             endpoints,
             next: AtomicUsize::new(0),
             auth,
+            signer,
             gzip: args.gzip,
             timeout: args.timeout,
             max_retries: args.max_retries,

@@ -1,5 +1,6 @@
 //! librdkafka's callbacks: delivery reports to the driver's [`Reporter`], logs and errors to
-//! tracing (repeats damped), statistics to the retry count.
+//! tracing (repeats damped; refused credentials or certificates raise [`Fatal`]), statistics to
+//! the retry count, MSK IAM tokens on request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 
+use super::security::{self, Fatal, MskIam};
 use super::stats::Retries;
 use crate::sink::{Reporter, Ticket};
 
@@ -21,12 +23,26 @@ pub struct Context {
     pub retries: std::sync::Mutex<Retries>,
     /// Error events shown lately, and when: a broker that stays down repeats the same few.
     pub seen_errors: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// MSK IAM tokens (--aws-msk-iam).
+    pub msk: Option<MskIam>,
+    /// An error no retry can mend (refused credentials or certificates): stops the stage.
+    pub fatal: Fatal,
 }
 
 /// An error event repeated within this interval is logged at debug level only.
 const ERROR_REPEAT: Duration = Duration::from_secs(30);
 
 impl ClientContext for Context {
+    // Also served by our own report thread (`native::serve`); this is for rust-rdkafka's poll.
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        match &self.msk {
+            Some(msk) => msk.token().map_err(Into::into),
+            None => Err("OAUTHBEARER tokens come only with --aws-msk-iam".into()),
+        }
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         self.retries.lock().unwrap_or_else(|e| e.into_inner()).stats(statistics);
     }
@@ -49,6 +65,12 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             tracing::error!("librdkafka: fatal: {reason}");
+            return;
+        }
+        if error.rdkafka_error_code().is_some_and(security::is_fatal) {
+            if self.fatal.raise(reason) {
+                tracing::error!("{reason}");
+            }
             return;
         }
         // "1/1 brokers are down" and "Connect to ... failed (after 0ms ...)" come again and

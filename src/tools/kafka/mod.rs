@@ -7,7 +7,8 @@
 //!
 //! The rooms: this one (flags, librdkafka configuration, setup), `message` (the encoder),
 //! `publisher` (produce, flush, purge), `context` (librdkafka's callbacks), `native` (the FFI
-//! hot path), `stats` (retries from librdkafka's statistics).
+//! hot path), `stats` (retries from librdkafka's statistics), `security` (TLS, SASL and MSK IAM
+//! flags, secrets, fatal errors).
 //!
 //! Producer: a `BaseProducer` whose event queue is served by a thread of ours (`native::Poller`)
 //! that hands each batch of delivery reports to the driver under one lock (the ticket is the
@@ -22,6 +23,7 @@ mod context;
 mod message;
 mod native;
 mod publisher;
+mod security;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -71,8 +73,17 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 ///
 /// librdkafka is configured from the defaults (enable.idempotence=true, acks=all,
 /// compression.type=lz4, linger.ms=10, batch.size=1000000, statistics.interval.ms=1000), then
-/// the -F file, then -b, then each -X in order (the last setting wins). Setting acks to anything
-/// but all also turns the idempotence default off.
+/// the security flags (--tls*, --sasl-*, --aws-msk-iam), then the -F file, then -b, then each
+/// -X in order (the last setting wins). Setting acks to anything but all also turns the
+/// idempotence default off.
+///
+/// Security: TLS (security.protocol=SSL) with --tls or any --tls-* flag; SASL with
+/// --sasl-mechanism (over TLS: SASL_SSL, unless -X security.protocol=SASL_PLAINTEXT), the
+/// password from --sasl-password-file or S3S_KAFKA_SASL_PASSWORD, never the command line;
+/// Amazon MSK IAM with --aws-msk-iam (SASL/OAUTHBEARER over TLS, tokens signed with the
+/// standard AWS credential chain and signed again before they expire). A refused password,
+/// token or certificate stops s3s-kafka at once (exit 1, nothing more acknowledged) rather
+/// than retrying until message.timeout.ms. No secret value is ever printed.
 ///
 /// s3s_publish_retries_total counts messages librdkafka sent again after a failed produce
 /// request (a dropped connection, a timeout, a retriable broker error), from its statistics
@@ -84,7 +95,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     after_long_help = "EXAMPLES:
     s3s-poll | s3s-cat | s3s-kafka -b kafka1:9092,kafka2:9092 -t cdn-logs | s3s-ack
     s3s-kafka -t cdn -X compression.type=zstd -X linger.ms=50
-    s3s-kafka -t cdn -F /etc/s3s/kafka.properties       # security.protocol, sasl.* ...
+    s3s-kafka -t cdn -F /etc/s3s/kafka.properties       # any librdkafka property
+    s3s-kafka -b b-1.cdn.abc123.c2.kafka.eu-west-1.amazonaws.com:9098 -t cdn --aws-msk-iam
+    S3S_KAFKA_SASL_PASSWORD=... s3s-kafka -b kafka:9096 -t cdn --sasl-mechanism SCRAM-SHA-512 --sasl-username s3s
+    s3s-kafka -b kafka:9093 -t cdn --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
     s3s-kafka -t cdn --key-field key --source-headers -H source=cloudfront
     s3s-kafka -t cdn --payload json                      # the whole record as the value
     s3s-cat access.log | s3s-kafka -t cdn --dry-run 2>&1 >/dev/null | jq .
@@ -96,14 +110,16 @@ DRY RUN:
     (partition and headers only when set). No broker is contacted with --dry-run.
 
 ENVIRONMENT:
-    S3S_KAFKA_BROKERS (-b), S3S_KAFKA_TOPIC (-t), S3S_KAFKA_CONFIG (-F), S3S_DRAIN_TIMEOUT,
-    S3S_LOG (log filter).
+    S3S_KAFKA_BROKERS (-b), S3S_KAFKA_TOPIC (-t), S3S_KAFKA_CONFIG (-F),
+    S3S_KAFKA_SASL_USERNAME (--sasl-username), S3S_KAFKA_SASL_PASSWORD (the SASL password,
+    unless --sasl-password-file), the standard AWS variables for --aws-msk-iam (AWS_PROFILE,
+    AWS_REGION, AWS_ACCESS_KEY_ID...), S3S_DRAIN_TIMEOUT, S3S_LOG (log filter).
 
 EXIT STATUS:
     0 every line delivered and every record forwarded (also when stdout was closed early);
     1 a line failed delivery (its end record withheld), lines unconfirmed at the drain
-    timeout, malformed input lines, or a fatal producer error; 2 usage or librdkafka
-    configuration error."
+    timeout, malformed input lines, a fatal producer error, or refused credentials or
+    certificates; 2 usage or librdkafka configuration error."
 )]
 pub struct Args {
     /// Bootstrap broker(s), host:port[,host:port...] (librdkafka's bootstrap.servers).
@@ -154,6 +170,9 @@ pub struct Args {
     pub source_headers: bool,
 
     #[command(flatten)]
+    pub security: security::SecurityArgs,
+
+    #[command(flatten)]
     pub sink: SinkArgs,
 
     #[command(flatten)]
@@ -180,7 +199,8 @@ pub fn read_properties(path: &Path) -> Result<Vec<(String, String)>, UsageError>
         }
         match line.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => props.push((k.trim().to_string(), v.trim().to_string())),
-            _ => return Err(UsageError(format!("-F {} line {}: expected PROP=VALUE, got {line:?}", path.display(), i + 1))),
+            // The line is not shown: it may hold a secret.
+            _ => return Err(UsageError(format!("-F {} line {}: expected PROP=VALUE", path.display(), i + 1))),
         }
     }
     Ok(props)
@@ -198,6 +218,7 @@ pub fn client_config(args: &Args) -> Result<ClientConfig, UsageError> {
     for x in &args.property {
         match x.split_once('=') {
             Some((k, v)) if !k.is_empty() => user.push((k.to_string(), v.to_string())),
+            _ if security::is_secret(x) => return Err(UsageError("-X wants PROP=VALUE".into())),
             _ => return Err(UsageError(format!("-X wants PROP=VALUE, got {x:?}"))),
         }
     }
@@ -212,9 +233,16 @@ pub fn client_config(args: &Args) -> Result<ClientConfig, UsageError> {
     if acks.is_some_and(|a| a != "all" && a != "-1") && !set_by_user("enable.idempotence") {
         config.set("enable.idempotence", "false");
     }
+    // The security flags, then -F and -X (which win).
+    let password = std::env::var(security::PASSWORD_ENV).ok();
+    for (k, v) in security::properties(&args.security, password)? {
+        config.set(k, v);
+    }
     for (k, v) in &user {
         config.set(k, v);
     }
+    security::check(&args.security, |k| config.get(k).map(str::to_string))?;
+    security::warn_secrets_in_argv(&args.property);
     let has_brokers = ["bootstrap.servers", "metadata.broker.list"].iter().any(|k| config.get(k).is_some_and(|v| !v.is_empty()));
     if !has_brokers && !args.sink.dry_run {
         return Err(UsageError("no brokers: give -b BROKERS, set S3S_KAFKA_BROKERS, or bootstrap.servers in -F/-X".into()));
@@ -236,7 +264,11 @@ pub fn client_config(args: &Args) -> Result<ClientConfig, UsageError> {
 
 fn config_error(e: KafkaError) -> UsageError {
     match e {
-        KafkaError::ClientConfig(_, desc, key, value) => UsageError(format!("librdkafka configuration: {key}={value}: {desc}")),
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            // A secret's value is not shown, not even inside librdkafka's description.
+            let desc = if security::is_secret(&key) && !value.is_empty() { desc.replace(&value, "...") } else { desc };
+            UsageError(format!("librdkafka configuration: {key}={}: {desc}", security::shown(&key, &value)))
+        }
         KafkaError::ClientCreation(desc) => UsageError(format!("librdkafka configuration: {desc}")),
         other => UsageError(format!("librdkafka configuration: {other}")),
     }
@@ -253,11 +285,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             let publisher = KafkaPublisher { encoder, native: None, producer: None, headers: Vec::new(), scratch: Vec::new() };
             return Ok((publisher, Arc::new(NoControl) as Arc<dyn Control>));
         }
+        let msk = match args.security.aws_msk_iam {
+            true => Some(security::MskIam::new(&args.security, config.get("bootstrap.servers"))?),
+            false => None,
+        };
         let context = Context {
             reporter,
             debug: config.get("debug").is_some(),
             retries: Default::default(),
             seen_errors: Default::default(),
+            msk,
+            fatal: Default::default(),
         };
         let producer: Kafka = Arc::new(config.create_with_context(context).map_err(config_error)?);
         let poller = native::Poller::start(producer.clone()).context("starting the delivery report thread")?;

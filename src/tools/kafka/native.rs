@@ -75,6 +75,11 @@ impl Poller {
                         serve(&mine, ev);
                         rd::rd_kafka_event_destroy(ev);
                     }
+                    if mine.context().fatal.is_raised() {
+                        // Nothing can be delivered any more: fail what waits, now (again after
+                        // each wait, for lines produced meanwhile).
+                        mine.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                    }
                 }
                 rd::rd_kafka_queue_destroy(queue);
             }
@@ -119,6 +124,9 @@ unsafe fn serve(producer: &Kafka, ev: *mut rd::rd_kafka_event_t) {
                 let ticket = Ticket::from_raw(opaque as u64);
                 if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                     batch.delivered(ticket);
+                } else if let Some(why) = context.fatal.reason() {
+                    // Purged because of it: the fatal error is the reason.
+                    batch.failed(ticket, &why);
                 } else {
                     batch.failed(ticket, &RDKafkaErrorCode::from(err));
                 }
@@ -135,6 +143,11 @@ unsafe fn serve(producer: &Kafka, ev: *mut rd::rd_kafka_event_t) {
             let code = unsafe { rd::rd_kafka_event_error(ev) };
             let reason = unsafe { CStr::from_ptr(rd::rd_kafka_event_error_string(ev)).to_string_lossy() };
             context.error(KafkaError::Global(code.into()), reason.trim());
+        }
+        rd::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH => {
+            let token = context.generate_oauth_token(None).map_err(|e| e.to_string());
+            // SAFETY: the client lives as long as `producer`.
+            unsafe { super::security::set_token(producer.client().native_ptr(), token) };
         }
         rd::RD_KAFKA_EVENT_STATS => {
             let json = unsafe { rd::rd_kafka_event_stats(ev) };

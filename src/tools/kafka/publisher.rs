@@ -28,6 +28,9 @@ impl Publisher for KafkaPublisher {
         let (Some(producer), Some((topic, call))) = (&self.producer, &mut self.native) else {
             unreachable!("a dry-run publisher is never asked to publish");
         };
+        if producer.context().fatal.is_raised() {
+            return Err(PublishError::Fatal(producer.context().fatal.reason().unwrap_or("fatal error").to_string()));
+        }
         let shape = &self.encoder;
         let (key, value) = shape.key_value(line, &mut self.scratch);
         call.start(topic, shape.partition.unwrap_or(-1), value, ticket.to_raw() as usize);
