@@ -8,7 +8,7 @@
 //! skips are not validated in depth (a malformed number inside `ack` passes), which is the point:
 //! stages pass through what they do not act on.
 
-use memchr::memchr2;
+use crate::simd;
 
 /// Why a line is not a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -160,10 +160,9 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        match memchr2(b'"', b'\\', &b[j..]) {
+        match simd::find_quote_or_backslash(b, j) {
             None => return Err(ScanError::Malformed(b.len())),
-            Some(k) => {
-                let p = j + k;
+            Some(p) => {
                 if b[p] == b'"' {
                     return Ok((p + 1, escaped));
                 }
@@ -184,11 +183,9 @@ fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool),
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        let Some(k) = memchr2(b'"', b'\\', &b[j..]) else {
+        let Some(p) = simd::copy_until_quote_or_backslash(b, j, out) else {
             return Err(ScanError::Malformed(b.len()));
         };
-        let p = j + k;
-        out.extend_from_slice(&b[j..p]);
         if b[p] == b'"' {
             return Ok((p + 1, escaped));
         }
@@ -368,21 +365,22 @@ static ESCAPE: [u8; 256] = {
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
     out.reserve(s.len() + 16);
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
-        out.extend_from_slice(&s[start..i]);
-        if e == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.extend_from_slice(&[b'\\', e]);
-        }
+    while let Some(i) = simd::copy_until_escape(s, start, out) {
+        push_escape(s[i], out);
         start = i + 1;
     }
-    out.extend_from_slice(&s[start..]);
+}
+
+/// The escape of one byte that needs one.
+#[inline]
+fn push_escape(b: u8, out: &mut Vec<u8>) {
+    let e = ESCAPE[b as usize];
+    if e == b'u' {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    } else {
+        out.extend_from_slice(&[b'\\', e]);
+    }
 }
 
 /// Append `s` as a quoted JSON string.
