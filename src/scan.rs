@@ -182,8 +182,13 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
 fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool), ScanError> {
     let mut j = i + 1;
     let mut escaped = false;
+    // Unescaping never makes a string longer (`\uXXXX` is 6 bytes for at most 3 of UTF-8, a
+    // surrogate pair 12 for 4): room for the rest of the record is room for the whole string.
+    out.reserve(b.len() - j + 16);
     loop {
-        let Some(p) = simd::copy_until_quote_or_backslash(b, j, out) else {
+        // SAFETY: the room reserved above, less what was written since, is at least what the
+        // rest of `b` from `j` can write, plus 16: each step writes no more than it consumes.
+        let Some(p) = (unsafe { simd::copy_until_quote_or_backslash_reserved(b, j, out) }) else {
             return Err(ScanError::Malformed(b.len()));
         };
         if b[p] == b'"' {
@@ -363,24 +368,7 @@ static ESCAPE: [u8; 256] = {
 /// Append `s` (valid UTF-8) escaped as JSON string content (no quotes) to `out`.
 #[inline(always)]
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
-    out.reserve(s.len() + 16);
-    let mut start = 0;
-    while let Some(i) = simd::copy_until_escape(s, start, out) {
-        push_escape(s[i], out);
-        start = i + 1;
-    }
-}
-
-/// The escape of one byte that needs one.
-#[inline]
-fn push_escape(b: u8, out: &mut Vec<u8>) {
-    let e = ESCAPE[b as usize];
-    if e == b'u' {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-    } else {
-        out.extend_from_slice(&[b'\\', e]);
-    }
+    simd::escape_json(s, out, &ESCAPE);
 }
 
 /// Append `s` as a quoted JSON string.
