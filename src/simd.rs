@@ -232,9 +232,7 @@ mod tests {
     #[test]
     fn escape_json_agrees_with_serde_json() {
         let mut table = [0u8; 256];
-        for b in 0..0x20 {
-            table[b] = b'u';
-        }
+        table[..0x20].fill(b'u');
         for (b, e) in [(b'\t', b't'), (b'\n', b'n'), (b'\r', b'r'), (8, b'b'), (12, b'f'), (b'"', b'"'), (b'\\', b'\\')] {
             table[b as usize] = e;
         }
