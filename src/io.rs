@@ -3,7 +3,8 @@
 //! Stdout: a large buffer written straight to fd 1 (Rust's `Stdout` is line-buffered, which costs
 //! a syscall per record); line-buffered when stdout is a terminal. Callers flush whenever their
 //! input runs dry, so records never wait in a buffer while upstream is idle.
-//! Stdin: `read_until(b'\n')` into one reused buffer, counting line numbers for error messages.
+//! Stdin: read(2) into one reused buffer on the caller's thread, lines handed out as slices of
+//! it, counting line numbers for error messages. Both ends of a pipe are grown to 1 MiB.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -11,8 +12,6 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
 const OUT_BUF: usize = 128 * 1024;
 const IN_BUF: usize = 256 * 1024;
@@ -27,6 +26,7 @@ pub struct Output {
 impl Output {
     /// Stdout, fully buffered unless it is a terminal.
     pub fn stdout() -> Self {
+        grow_pipe(1);
         // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
         Output { file, buf: Vec::with_capacity(OUT_BUF + 64 * 1024), line_buffered: io::stdout().is_terminal() }
@@ -73,52 +73,35 @@ impl Output {
     }
 }
 
-/// Records from stdin (or any reader), one line at a time, with line numbers.
+/// Records from stdin, one line at a time, with line numbers.
 ///
-/// A reader thread does the `read(2)` calls and hands over chunks that end at a line boundary,
-/// so the kernel's copy overlaps with the stage's own work on the other core; lines are then
-/// returned as slices of those chunks (no copy per line). Buffers circulate back to the reader
-/// (a bounded number: flat memory, and backpressure on the producer).
+/// fd 0 is read on the caller's thread into one buffer, and lines are returned as slices of it
+/// (no copy per line); a partial line moves to the front before the next read, and the buffer
+/// grows only for a line longer than itself. A reader thread was measured against this: in a
+/// pipeline on 2 shared cores its wake-ups and hand-overs (futex calls) cost more than the
+/// overlap saved (README, "Measured").
 pub struct Input {
-    chunks: mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
-    spare: mpsc::SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
+    file: ManuallyDrop<File>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` filled by read(2).
     len: usize,
+    /// Start of the next line in `buf`.
     pos: usize,
-    /// A chunk (or the reader's error) taken early by `is_dry`.
-    next: Option<io::Result<(Vec<u8>, usize)>>,
+    /// The index of the `\n` ending the next line, when `is_dry` has looked for it.
+    next_nl: Option<usize>,
     eof: bool,
     number: u64,
     /// Ends the input early once set (a drain that expired, see [`crate::shutdown`]).
     stop: Option<Arc<AtomicBool>>,
 }
 
-const CHUNKS: usize = 8;
-
-struct StdinFile(ManuallyDrop<File>);
-impl Read for StdinFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
 impl Input {
     /// Stdin, read straight from fd 0.
     pub fn stdin() -> Self {
+        grow_pipe(0);
         // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-        Input::new(StdinFile(file))
-    }
-
-    /// The lines of any reader.
-    pub fn new(reader: impl Read + Send + 'static) -> Self {
-        let (chunk_tx, chunks) = mpsc::sync_channel(CHUNKS);
-        let (spare, spare_rx) = mpsc::sync_channel(CHUNKS);
-        std::thread::Builder::new()
-            .name("input".into())
-            .spawn(move || read_chunks(reader, chunk_tx, spare_rx))
-            .expect("spawning the input reader thread");
-        Input { chunks, spare, cur: Vec::new(), len: 0, pos: 0, next: None, eof: false, number: 0, stop: None }
+        Input { file, buf: vec![0u8; IN_BUF], len: 0, pos: 0, next_nl: None, eof: false, number: 0, stop: None }
     }
 
     /// End the input (as at end of file) once `flag` is set, even while waiting for more.
@@ -126,150 +109,117 @@ impl Input {
         self.stop = Some(flag);
     }
 
-    /// The next chunk from the reader thread; `None` at the end (or once stopped).
-    fn recv(&self) -> Option<io::Result<(Vec<u8>, usize)>> {
-        let Some(stop) = &self.stop else { return self.chunks.recv().ok() };
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            match self.chunks.recv_timeout(Duration::from_millis(100)) {
-                Ok(c) => return Some(c),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
-    /// True when no input is waiting (the next read would wait for the producer): flush output
-    /// first, so records never sit in a buffer while upstream is idle.
+    /// True when no whole line is waiting (the next read would wait for the producer): flush
+    /// output first, so records never sit in a buffer while upstream is idle.
     pub fn is_dry(&mut self) -> bool {
-        if self.pos < self.len || self.next.is_some() || self.eof {
+        if self.eof || self.next_nl.is_some() {
             return false;
         }
-        match self.chunks.try_recv() {
-            Ok(c) => {
-                self.next = Some(c);
-                false
-            }
-            Err(mpsc::TryRecvError::Empty) => true,
-            Err(mpsc::TryRecvError::Disconnected) => false,
+        if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.len]) {
+            self.next_nl = Some(self.pos + i);
+            return false;
         }
+        !readable(&self.file, 0)
     }
 
     /// The next line without its `\n` (and without a `\r` before it) and its 1-based number,
     /// or `None` at end of input. A last line without a newline is still a line.
     pub fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        while self.pos >= self.len {
-            if self.eof {
-                return Ok(None);
-            }
-            let c = match self.next.take() {
-                Some(c) => c,
-                None => match self.recv() {
-                    Some(c) => c,
-                    None => {
-                        self.eof = true;
-                        return Ok(None);
-                    }
-                },
-            };
-            let (buf, len) = c?;
-            let old = std::mem::replace(&mut self.cur, buf);
-            if !old.is_empty() {
-                let _ = self.spare.try_send(old);
-            }
-            self.len = len;
-            self.pos = 0;
-        }
-        let start = self.pos;
-        let rest = &self.cur[start..self.len];
-        let mut end = match memchr::memchr(b'\n', rest) {
-            Some(i) => {
-                self.pos = start + i + 1;
-                start + i
-            }
-            None => {
-                self.pos = self.len;
-                self.len
-            }
-        };
-        if end > start && self.cur[end - 1] == b'\r' {
-            end -= 1;
-        }
-        self.number += 1;
-        Ok(Some((self.number, &self.cur[start..end])))
-    }
-
-    /// The next chunk of whole lines as the reader thread made it (the buffer and how many of its
-    /// bytes are data), for stages that work on chunks in parallel; `None` at the end. Not to be
-    /// mixed with [`Input::next_line`]. Hand the buffer back with the [`Input::recycler`].
-    pub fn next_chunk(&mut self) -> io::Result<Option<(Vec<u8>, usize)>> {
-        let c = match self.next.take() {
-            Some(c) => c,
-            None => match self.recv() {
-                Some(c) => c,
-                None => return Ok(None),
-            },
-        };
-        c.map(Some)
-    }
-
-    /// Where used chunk buffers go back to the reader thread.
-    pub fn recycler(&self) -> mpsc::SyncSender<Vec<u8>> {
-        self.spare.clone()
+        self.line(None)
     }
 
     /// Like [`Input::next_line`], flushing `out` first when no input is waiting.
     pub fn next_line_flushing(&mut self, out: &mut Output) -> io::Result<Option<(u64, &[u8])>> {
-        if self.is_dry() {
-            out.flush()?;
+        self.line(Some(out))
+    }
+
+    fn line(&mut self, mut out: Option<&mut Output>) -> io::Result<Option<(u64, &[u8])>> {
+        let mut scanned = self.pos;
+        let end = loop {
+            if let Some(nl) = self.next_nl.take() {
+                break nl;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[scanned..self.len]) {
+                break scanned + i;
+            }
+            if self.eof {
+                if self.pos < self.len {
+                    break self.len;
+                }
+                return Ok(None);
+            }
+            // No whole line left: move the partial one to the front, grow for a long one.
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.len, 0);
+                self.len -= self.pos;
+                self.pos = 0;
+            }
+            scanned = self.len;
+            if self.len == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            if let Some(out) = out.as_deref_mut()
+                && !readable(&self.file, 0)
+            {
+                out.flush()?;
+            }
+            if let Some(stop) = &self.stop {
+                // Wait in slices, so that a drain that expires ends the input.
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        self.eof = true;
+                        self.len = self.pos;
+                        return Ok(None);
+                    }
+                    if readable(&self.file, 100) {
+                        break;
+                    }
+                }
+            }
+            let n = loop {
+                match (&*self.file).read(&mut self.buf[self.len..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.len += n;
+        };
+        let start = self.pos;
+        self.pos = if end < self.len { end + 1 } else { end };
+        let mut stop = end;
+        if stop > start && self.buf[stop - 1] == b'\r' {
+            stop -= 1;
         }
-        self.next_line()
+        self.number += 1;
+        Ok(Some((self.number, &self.buf[start..stop])))
     }
 }
 
-/// The reader thread: fill buffers, send each one cut after its last newline (the partial line
-/// moves on to the next buffer); at the end, whatever is left. Stops when the receiver is gone.
-fn read_chunks(mut reader: impl Read, chunks: mpsc::SyncSender<io::Result<(Vec<u8>, usize)>>, spare: mpsc::Receiver<Vec<u8>>) {
-    let fresh = |spare: &mpsc::Receiver<Vec<u8>>| spare.try_recv().unwrap_or_else(|_| vec![0u8; IN_BUF]);
-    let mut buf = fresh(&spare);
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            // One line longer than the buffer: grow for it.
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = chunks.send(Err(e));
-                return;
-            }
-        };
-        if n == 0 {
-            if filled > 0 {
-                let _ = chunks.send(Ok((buf, filled)));
-            }
-            return;
-        }
-        let scan_from = filled;
-        filled += n;
-        let Some(last) = memchr::memrchr(b'\n', &buf[scan_from..filled]) else { continue };
-        let cut = scan_from + last + 1;
-        let mut next = fresh(&spare);
-        let tail = filled - cut;
-        if next.len() < tail.max(IN_BUF) {
-            next.resize(tail.max(IN_BUF), 0);
-        }
-        next[..tail].copy_from_slice(&buf[cut..filled]);
-        if chunks.send(Ok((buf, cut))).is_err() {
-            return;
-        }
-        buf = next;
-        filled = tail;
+/// Whether fd `file` has data (or end of file, or an error) to read within `timeout_ms`.
+fn readable(file: &File, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, its count, a timeout.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    // An error of poll itself (EINTR) counts as "maybe": the caller then reads, which blocks
+    // correctly.
+    n != 0
+}
+
+/// Make the pipe on `fd` 1 MiB (Linux' default is 64 KiB): fewer, larger reads and writes and
+/// fewer wake-ups between stages. Not a pipe, or not allowed: nothing changes.
+pub fn grow_pipe(fd: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl on a descriptor number; fails harmlessly when it is not a pipe.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// Report a malformed input line on stderr: its number, why, and the start of it.

@@ -29,5 +29,6 @@ pub mod runs;
 pub mod scan;
 pub mod shutdown;
 pub mod signals;
+pub mod simd;
 pub mod sink;
 pub mod tools;

@@ -8,7 +8,7 @@
 //! skips are not validated in depth (a malformed number inside `ack` passes), which is the point:
 //! stages pass through what they do not act on.
 
-use memchr::memchr2;
+use crate::simd;
 
 /// Why a line is not a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -160,10 +160,9 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        match memchr2(b'"', b'\\', &b[j..]) {
+        match simd::find_quote_or_backslash(b, j) {
             None => return Err(ScanError::Malformed(b.len())),
-            Some(k) => {
-                let p = j + k;
+            Some(p) => {
                 if b[p] == b'"' {
                     return Ok((p + 1, escaped));
                 }
@@ -183,12 +182,15 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
 fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool), ScanError> {
     let mut j = i + 1;
     let mut escaped = false;
+    // Unescaping never makes a string longer (`\uXXXX` is 6 bytes for at most 3 of UTF-8, a
+    // surrogate pair 12 for 4): room for the rest of the record is room for the whole string.
+    out.reserve(b.len() - j + 16);
     loop {
-        let Some(k) = memchr2(b'"', b'\\', &b[j..]) else {
+        // SAFETY: the room reserved above, less what was written since, is at least what the
+        // rest of `b` from `j` can write, plus 16: each step writes no more than it consumes.
+        let Some(p) = (unsafe { simd::copy_until_quote_or_backslash_reserved(b, j, out) }) else {
             return Err(ScanError::Malformed(b.len()));
         };
-        let p = j + k;
-        out.extend_from_slice(&b[j..p]);
         if b[p] == b'"' {
             return Ok((p + 1, escaped));
         }
@@ -366,23 +368,7 @@ static ESCAPE: [u8; 256] = {
 /// Append `s` (valid UTF-8) escaped as JSON string content (no quotes) to `out`.
 #[inline(always)]
 pub fn escape_into(s: &[u8], out: &mut Vec<u8>) {
-    out.reserve(s.len() + 16);
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
-        out.extend_from_slice(&s[start..i]);
-        if e == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.extend_from_slice(&[b'\\', e]);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&s[start..]);
+    simd::escape_json(s, out, &ESCAPE);
 }
 
 /// Append `s` as a quoted JSON string.

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use anyhow::Context;
 use clap::Parser;
 use regex::bytes::{Regex, RegexBuilder};
 
@@ -128,183 +129,92 @@ impl Filter {
     }
 }
 
-/// What one chunk of input came to (computed on a worker thread).
-#[derive(Default)]
-struct ChunkResult {
-    out: Vec<u8>,
-    lines: u64,
-    seen: u64,
-    kept: u64,
-    /// (index of the line in the chunk, why, the line).
-    bad: Vec<(u64, String, Vec<u8>)>,
+/// What became of one record.
+enum Outcome {
+    /// Another type, passed through.
+    Passed,
+    /// A `line` the filter kept (written, rewritten when asked).
+    Kept,
+    /// A `line` the filter dropped.
+    Dropped,
+    /// Not a record: reported, skipped.
+    Bad(&'static str, Option<scan::ScanError>),
 }
 
-/// Filter every record of one chunk of whole lines into `r.out`.
-fn filter_chunk(filter: &Filter, data: &[u8], r: &mut ChunkResult, text_buf: &mut Vec<u8>, ty_buf: &mut Vec<u8>) {
-    let mut start = 0;
-    while start < data.len() {
-        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-        let mut rec = &data[start..end];
-        start = end + 1;
-        let index = r.lines;
-        r.lines += 1;
-        if rec.last() == Some(&b'\r') {
-            rec = &rec[..rec.len() - 1];
-        }
-        if rec.is_empty() {
-            continue;
-        }
-        let fields = match scan::fields_decoding_line(rec, text_buf) {
-            Ok(f) => f,
-            Err(e) => {
-                r.bad.push((index, e.to_string(), rec.to_vec()));
-                continue;
-            }
-        };
-        if scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf) != b"line" {
-            r.out.extend_from_slice(rec);
-            r.out.push(b'\n');
-            continue;
-        }
-        let Some(raw) = fields.line.filter(|l| l.is_string) else {
-            r.bad.push((index, "line record without a string \"line\"".into(), rec.to_vec()));
-            continue;
-        };
-        r.seen += 1;
-        let text = &text_buf[..];
-        if !filter.keeps(text) {
-            continue;
-        }
-        r.kept += 1;
-        match filter.rewrite(text) {
-            Cow::Borrowed(_) => r.out.extend_from_slice(rec),
-            Cow::Owned(new) => {
-                r.out.extend_from_slice(&rec[..raw.start]);
-                scan::quote_into(&new, &mut r.out);
-                r.out.extend_from_slice(&rec[raw.end..]);
-            }
-        }
-        r.out.push(b'\n');
+/// Filter one record (without its `\n`) into `out` (which gets the `\n` too when it is kept).
+#[inline]
+fn filter_record(filter: &Filter, rec: &[u8], out: &mut Vec<u8>, text_buf: &mut Vec<u8>, ty_buf: &mut Vec<u8>) -> Outcome {
+    let fields = match scan::fields_decoding_line(rec, text_buf) {
+        Ok(f) => f,
+        Err(e) => return Outcome::Bad("", Some(e)),
+    };
+    if scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf) != b"line" {
+        out.extend_from_slice(rec);
+        out.push(b'\n');
+        return Outcome::Passed;
     }
+    let Some(raw) = fields.line.filter(|l| l.is_string) else {
+        return Outcome::Bad("line record without a string \"line\"", None);
+    };
+    let text = &text_buf[..];
+    if !filter.keeps(text) {
+        return Outcome::Dropped;
+    }
+    match filter.rewrite(text) {
+        Cow::Borrowed(_) => out.extend_from_slice(rec),
+        Cow::Owned(new) => {
+            out.extend_from_slice(&rec[..raw.start]);
+            scan::quote_into(&new, out);
+            out.extend_from_slice(&rec[raw.end..]);
+        }
+    }
+    out.push(b'\n');
+    Outcome::Kept
 }
 
 /// Run `s3s-filter`.
 ///
-/// Chunks of whole lines (cut by the stdin reader thread) are filtered on worker threads, one
-/// chunk each, and written in input order by this thread: the per-line work (scan, decode,
-/// regex) uses both cores when they are free, and the output is the same, byte for byte, as
-/// a sequential filter's.
+/// One thread reads, filters and writes, record by record, straight from the stdin buffer into
+/// the stdout buffer. Worker threads were tried: in the whole loop on 2 shared cores, where
+/// every core already has a stage to run, their hand-overs cost more CPU than they saved
+/// (README, "Measured").
 pub fn run(args: Args) -> anyhow::Result<Status> {
-    use std::sync::{Arc, Mutex, mpsc};
-    let filter = Arc::new(Filter::new(&args)?);
+    let filter = Filter::new(&args)?;
     // A signal changes nothing but the bound: the input ends when upstream stops.
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     let mut out = Output::stdout();
     let mut input = Input::stdin();
     input.stop_when(shutdown.expiry_flag());
-    let recycle = input.recycler();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>, usize)>(workers * 2);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, ChunkResult)>(workers * 2);
-    let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
-    // Output buffers go back to the workers once written (no fresh large allocation per chunk:
-    // those are mmap'd and page-faulted anew each time).
-    let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(workers * 4);
-    let pool_rx = Arc::new(Mutex::new(pool_rx));
-    // The threads are not joined: when this thread returns (the end, or a closed stdout), the
-    // process exits, whatever they are waiting for.
-    let re = read_error.clone();
-    std::thread::Builder::new().name("dispatch".into()).spawn(move || {
-        let mut seq = 0u64;
-        loop {
-            match input.next_chunk() {
-                Ok(Some((buf, len))) => {
-                    if work_tx.send((seq, buf, len)).is_err() {
-                        return;
-                    }
-                    seq += 1;
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    *re.lock().expect("not poisoned") = Some(e);
-                    return;
-                }
-            }
-        }
-    })?;
-    for i in 0..workers {
-        let (work_rx, done_tx, recycle, filter) = (work_rx.clone(), done_tx.clone(), recycle.clone(), filter.clone());
-        let pool_rx = pool_rx.clone();
-        std::thread::Builder::new().name(format!("filter-{i}")).spawn(move || {
-            let (mut text_buf, mut ty_buf) = (Vec::with_capacity(4096), Vec::new());
-            loop {
-                let job = work_rx.lock().expect("not poisoned").recv();
-                let Ok((seq, buf, len)) = job else { return };
-                let mut out = pool_rx.lock().expect("not poisoned").try_recv().unwrap_or_default();
-                out.clear();
-                out.reserve(len);
-                let mut r = ChunkResult { out, ..Default::default() };
-                filter_chunk(&filter, &buf[..len], &mut r, &mut text_buf, &mut ty_buf);
-                let _ = recycle.try_send(buf);
-                if done_tx.send((seq, r)).is_err() {
-                    return;
-                }
-            }
-        })?;
-    }
-    drop(done_tx);
-    let (mut seen, mut kept, mut bad, mut lines) = (0u64, 0u64, 0u64, 0u64);
+    let (mut text_buf, mut ty_buf) = (Vec::with_capacity(4096), Vec::new());
+    let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);
     let mut counted = crate::metrics::events::LinesFiltered::new();
-    // Results in input order.
-    let mut waiting = std::collections::BTreeMap::new();
-    let mut next = 0u64;
     loop {
-        let (seq, r) = match done_rx.try_recv() {
-            Ok(x) => x,
-            Err(mpsc::TryRecvError::Empty) => {
-                // Nothing ready: flush, so records never wait while upstream is idle.
-                out.flush()?;
-                counted.emit(seen, kept);
-                match recv_until_expired(&done_rx, &shutdown) {
-                    Some(x) => x,
-                    None => break,
-                }
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-        };
-        waiting.insert(seq, r);
-        while let Some(r) = waiting.remove(&next) {
-            next += 1;
-            for (index, why, rec) in &r.bad {
-                report_bad_line(TOOL, lines + index + 1, why, rec);
-            }
-            bad += r.bad.len() as u64;
-            lines += r.lines;
-            seen += r.seen;
-            kept += r.kept;
-            out.buf().extend_from_slice(&r.out);
-            out.record_done()?;
-            let _ = pool_tx.try_send(r.out);
+        if input.is_dry() {
+            // Nothing waiting: flush, so records never wait while upstream is idle.
+            out.flush()?;
+            counted.emit(seen, kept);
         }
-    }
-    if let Some(e) = read_error.lock().expect("not poisoned").take() {
-        return Err(anyhow::Error::new(e).context("reading stdin"));
+        let Some((number, rec)) = input.next_line().context("reading stdin")? else { break };
+        if rec.is_empty() {
+            continue;
+        }
+        match filter_record(&filter, rec, out.buf(), &mut text_buf, &mut ty_buf) {
+            Outcome::Passed => out.record_done()?,
+            Outcome::Kept => {
+                seen += 1;
+                kept += 1;
+                out.record_done()?;
+            }
+            Outcome::Dropped => seen += 1,
+            Outcome::Bad(why, e) => {
+                bad += 1;
+                let why = e.map_or_else(|| why.to_string(), |e| e.to_string());
+                report_bad_line(TOOL, number, &why, rec);
+            }
+        }
     }
     counted.emit(seen, kept);
     out.flush()?;
     tracing::info!("{seen} lines in, {kept} kept, {} dropped, {bad} malformed input lines", seen - kept);
     Ok(if bad > 0 { Status::Failed } else { Status::Ok })
-}
-
-/// The next result, or `None` once all are in or the drain expired (see [`crate::shutdown`]).
-fn recv_until_expired<T>(rx: &std::sync::mpsc::Receiver<T>, shutdown: &Shutdown) -> Option<T> {
-    loop {
-        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(x) => return Some(x),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if shutdown.expired() => return None,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
 }

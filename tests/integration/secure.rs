@@ -398,7 +398,8 @@ fn kafka_whole_loop_over_sasl_ssl_with_msk_iam_deletes_every_message() {
     let key = std::env::var("AWS_ACCESS_KEY_ID").expect("AWS_ACCESS_KEY_ID (scripts/services env)");
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").expect("AWS_SECRET_ACCESS_KEY (scripts/services env)");
     let keys = format!("{key}:{secret}\n");
-    let k = StandIn::kafka("kafka-loop", "sasl_ssl", &[("aws-keys", &keys), ("users", "reader:r34d\n")], "--msk-region us-east-1");
+    let k =
+        StandIn::kafka("kafka-loop", "sasl_ssl", &[("aws-keys", &keys), ("users", "reader:r34d\n")], "--msk-region us-east-1");
     let f = crate::aws::Fixture::new("secure-loop", true);
     let (a, b) = (crate::aws::lines("a", 300), crate::aws::lines("b", 9));
     f.put("cf/E2ABC.2026-11-28-17.a.gz", crate::aws::gzip(&a));
