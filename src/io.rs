@@ -65,12 +65,26 @@ impl Output {
     /// Write out everything buffered.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
+            MID_WRITE.store(true, Ordering::SeqCst);
             let r = self.file.write_all(&self.buf);
+            MID_WRITE.store(false, Ordering::SeqCst);
             self.buf.clear();
             r?;
         }
         Ok(())
     }
+}
+
+/// Set while a buffer of records is being written to stdout: a process ended then (see
+/// [`crate::cli::exit_now`]) may have written part of a record.
+static MID_WRITE: AtomicBool = AtomicBool::new(false);
+
+/// True while stdout is being written: ending the process now would cut a record.
+pub fn stdout_mid_write() -> bool {
+    MID_WRITE.load(Ordering::SeqCst)
+}
+
+impl Output {
 }
 
 /// Records from stdin (or any reader), one line at a time, with line numbers.
@@ -272,10 +286,62 @@ fn read_chunks(mut reader: impl Read, chunks: mpsc::SyncSender<io::Result<(Vec<u
     }
 }
 
-/// Report a malformed input line on stderr: its number, why, and the start of it.
+/// Report a malformed input line on stderr: its number, why, and the start of it (made
+/// [`printable`]: an input line never reaches the operator's terminal raw).
 pub fn report_bad_line(tool: &str, number: u64, why: &str, line: &[u8]) {
     crate::metrics::events::invalid_input_line();
-    let shown = String::from_utf8_lossy(&line[..line.len().min(120)]);
-    let more = if line.len() > 120 { "..." } else { "" };
+    let mut cut = line.len().min(120);
+    // Cut at a character boundary when there is one near (a cut character would show as \xNN).
+    while cut < line.len() && cut > 116 && (line[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    let shown = printable(&line[..cut]);
+    let more = if line.len() > cut { "..." } else { "" };
     eprintln!("{tool}: stdin line {number}: {why}, skipped: {shown}{more}");
+}
+
+/// Text from input made safe to print on a terminal: control characters (C0, DEL, C1: an ESC
+/// sequence could move the cursor, retitle the window or worse) become `\xNN` / `\u{NN}`, and so
+/// do bytes that are not UTF-8 (shown as they are, not as U+FFFD, so the operator sees them).
+/// A backslash stays a backslash: the output is for reading, not for parsing back.
+pub fn printable(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && !s.chars().any(char::is_control)
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x80 && c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(printable(b"plain text \\ \xc3\xa9"), "plain text \\ \u{e9}");
+        assert_eq!(printable(b"\x1b[2J\x1b]0;owned\x07"), "\\x1b[2J\\x1b]0;owned\\x07");
+        assert_eq!(printable(b"tab\tnl\ncr\r del\x7f"), "tab\\tnl\\x0acr\\x0d del\\x7f");
+        assert_eq!(printable("c1 \u{9b}31m".as_bytes()), "c1 \\u{9b}31m");
+        assert_eq!(printable(b"bad \xff\xfe end"), "bad \\xff\\xfe end");
+    }
 }

@@ -22,8 +22,10 @@ const TOOL: &str = "s3s-filter";
 /// Regular expressions are those of the Rust `regex` crate: linear time, no backreferences, no
 /// catastrophic backtracking. The text matched is the line itself (JSON escapes decoded: a tab is
 /// `\t` in the regex). A malformed input line is reported on stderr with its number and skipped;
-/// the exit status is then 1. SIGTERM/SIGINT: it goes on until its input ends (upstream stops),
-/// for at most --drain-timeout, then exits 0.
+/// the exit status is then 1, and the `end` record of the object it is charged to (the object
+/// of the last line before it whose `end` has not passed, else the next object named) is not
+/// forwarded, so that object's message is not deleted (see s3s(7)). SIGTERM/SIGINT/SIGHUP: it
+/// goes on until its input ends (upstream stops), for at most --drain-timeout, then exits 0.
 #[derive(Debug, Parser)]
 // -v is grep's --invert-match here, not --verbose (which keeps its long form).
 #[command(mut_arg("verbose", |a| a.short(None)))]
@@ -137,6 +139,88 @@ struct ChunkResult {
     kept: u64,
     /// (index of the line in the chunk, why, the line).
     bad: Vec<(u64, String, Vec<u8>)>,
+    /// What the writer needs to charge malformed lines to objects, in input order (only where
+    /// the object changes: usually one event per chunk).
+    events: Vec<Ev>,
+    /// The raw bucket, key and file of the object of the last line record (empty: none).
+    cur: [Vec<u8>; 3],
+    open: bool,
+}
+
+/// An event for [`Charges`]. An object is the raw bytes of its bucket, key and file.
+enum Ev {
+    /// Line records of this object follow.
+    Open(Vec<u8>),
+    /// `r.bad[i]` is malformed.
+    Bad(usize),
+    /// This object's `end` record is at `out[start..end]`.
+    End(Vec<u8>, usize, usize),
+}
+
+fn object_id(parts: [&[u8]; 3]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+        id.extend_from_slice(p);
+        id.push(0);
+    }
+    id
+}
+
+/// Which objects malformed lines were charged to (the writer thread, in input order): see the
+/// rule in s3s(7), "Malformed records".
+#[derive(Default)]
+struct Charges {
+    open: Option<Vec<u8>>,
+    /// A malformed line seen while no object was open, for the next one.
+    pending: Option<u64>,
+    /// Objects whose `end` is withheld, with the first malformed line's number.
+    tainted: std::collections::HashMap<Vec<u8>, u64>,
+}
+
+impl Charges {
+    /// Apply one chunk's events; the byte ranges of `end` records to leave out of its output,
+    /// with a message for each.
+    fn apply(&mut self, r: &ChunkResult, first_line: u64) -> Vec<(usize, usize, String)> {
+        let mut withheld = Vec::new();
+        for ev in &r.events {
+            match ev {
+                Ev::Open(id) => {
+                    if let Some(n) = self.pending.take() {
+                        self.tainted.entry(id.clone()).or_insert(n);
+                    }
+                    self.open = Some(id.clone());
+                }
+                Ev::Bad(i) => {
+                    let n = first_line + r.bad[*i].0 + 1;
+                    match &self.open {
+                        Some(o) => {
+                            self.tainted.entry(o.clone()).or_insert(n);
+                        }
+                        None => {
+                            self.pending.get_or_insert(n);
+                        }
+                    }
+                }
+                Ev::End(id, start, end) => {
+                    if let Some(n) = self.pending.take() {
+                        self.tainted.entry(id.clone()).or_insert(n);
+                    }
+                    if self.open.as_ref() == Some(id) {
+                        self.open = None;
+                    }
+                    if let Some(n) = self.tainted.remove(id) {
+                        let rec = &r.out[*start..*end - 1];
+                        let why = format!(
+                            "{}: end record withheld (malformed input line {n} was charged to this object)",
+                            crate::sink::location(rec)
+                        );
+                        withheld.push((*start, *end, why));
+                    }
+                }
+            }
+        }
+        withheld
+    }
 }
 
 /// Filter every record of one chunk of whole lines into `r.out`.
@@ -157,16 +241,35 @@ fn filter_chunk(filter: &Filter, data: &[u8], r: &mut ChunkResult, text_buf: &mu
         let fields = match scan::fields_decoding_line(rec, text_buf) {
             Ok(f) => f,
             Err(e) => {
+                r.events.push(Ev::Bad(r.bad.len()));
                 r.bad.push((index, e.to_string(), rec.to_vec()));
                 continue;
             }
         };
-        if scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf) != b"line" {
+        let raw_of = |v: Option<scan::Raw>| v.map_or(&[][..], |v| &rec[v.start..v.end]);
+        let parts = [raw_of(fields.bucket), raw_of(fields.key), raw_of(fields.file)];
+        let ty = scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf);
+        if ty != b"line" {
+            if ty == b"end" {
+                r.events.push(Ev::End(object_id(parts), r.out.len(), r.out.len() + rec.len() + 1));
+                if r.open && r.cur.iter().zip(parts).all(|(a, b)| a[..] == *b) {
+                    r.open = false;
+                }
+            }
             r.out.extend_from_slice(rec);
             r.out.push(b'\n');
             continue;
         }
+        if !r.open || !r.cur.iter().zip(parts).all(|(a, b)| a[..] == *b) {
+            for (dst, src) in r.cur.iter_mut().zip(parts) {
+                dst.clear();
+                dst.extend_from_slice(src);
+            }
+            r.open = true;
+            r.events.push(Ev::Open(object_id(parts)));
+        }
         let Some(raw) = fields.line.filter(|l| l.is_string) else {
+            r.events.push(Ev::Bad(r.bad.len()));
             r.bad.push((index, "line record without a string \"line\"".into(), rec.to_vec()));
             continue;
         };
@@ -245,6 +348,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 out.clear();
                 out.reserve(len);
                 let mut r = ChunkResult { out, ..Default::default() };
+                r.events.clear();
                 filter_chunk(&filter, &buf[..len], &mut r, &mut text_buf, &mut ty_buf);
                 let _ = recycle.try_send(buf);
                 if done_tx.send((seq, r)).is_err() {
@@ -259,6 +363,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     // Results in input order.
     let mut waiting = std::collections::BTreeMap::new();
     let mut next = 0u64;
+    let mut charges = Charges::default();
     loop {
         let (seq, r) = match done_rx.try_recv() {
             Ok(x) => x,
@@ -280,10 +385,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 report_bad_line(TOOL, lines + index + 1, why, rec);
             }
             bad += r.bad.len() as u64;
+            let withheld = if r.events.is_empty() { Vec::new() } else { charges.apply(&r, lines) };
             lines += r.lines;
             seen += r.seen;
             kept += r.kept;
-            out.buf().extend_from_slice(&r.out);
+            let mut from = 0;
+            for (start, end, why) in withheld {
+                eprintln!("{TOOL}: {why}");
+                out.buf().extend_from_slice(&r.out[from..start]);
+                from = end;
+            }
+            out.buf().extend_from_slice(&r.out[from..]);
             out.record_done()?;
             let _ = pool_tx.try_send(r.out);
         }
