@@ -66,7 +66,7 @@ fn check_one_record(rec: &[u8]) {
                 ScanError::Duplicate(_) => true,
                 ScanError::NoType => !m.get("type").is_some_and(Value::is_string),
                 ScanError::WrongType(name, _) => match *name {
-                    "n" => !m.get("n").and_then(Value::as_u64).is_some_and(|n| n >= 1),
+                    "n" => m.get("n").and_then(Value::as_u64).is_none_or(|n| n < 1),
                     other => !m.get(other).is_some_and(Value::is_string),
                 },
                 _ => false,

@@ -102,7 +102,11 @@ static RUN: std::sync::Mutex<Option<crate::metrics::Run>> = std::sync::Mutex::ne
 /// `end` for its object (see s3s(7)), so nothing is acknowledged on the strength of it.
 pub fn exit_now(tool: &str, why: &str) -> ! {
     let cut = crate::io::stdout_mid_write();
-    let why = if cut { format!("{why}; stdout was cut in the middle of a write (the last record may be partial)") } else { why.to_string() };
+    let why = if cut {
+        format!("{why}; stdout was cut in the middle of a write (the last record may be partial)")
+    } else {
+        why.to_string()
+    };
     eprintln!("{tool}: {why}: exiting");
     let outcome = if cut { crate::metrics::Outcome::Failed } else { crate::metrics::Outcome::Ok };
     if let Some(run) = RUN.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -84,8 +84,7 @@ pub fn stdout_mid_write() -> bool {
     MID_WRITE.load(Ordering::SeqCst)
 }
 
-impl Output {
-}
+impl Output {}
 
 /// Records from stdin (or any reader), one line at a time, with line numbers.
 ///

@@ -220,7 +220,10 @@ mod tests {
             let r = parse(&bad);
             assert!(r.is_err(), "{bad} gave {r:?}");
         }
-        assert_eq!(parse(&eb(r#""detail-type":"Object Deleted","#)).unwrap(), Notice::Nothing("EventBridge \"Object Deleted\"".into()));
+        assert_eq!(
+            parse(&eb(r#""detail-type":"Object Deleted","#)).unwrap(),
+            Notice::Nothing("EventBridge \"Object Deleted\"".into())
+        );
         assert!(parse(r#"{"Records":[]}"#).unwrap_err().contains("empty"));
         let sns_empty = serde_json::json!({"Type":"Notification","Message":r#"{"Records":[]}"#}).to_string();
         assert!(parse(&sns_empty).is_err());

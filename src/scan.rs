@@ -231,7 +231,13 @@ pub fn is_envelope_type(rec: &[u8], ty: Raw) -> bool {
 /// The envelope's members have the types `s3s(7)` gives them: `bucket`, `key` and `file` are
 /// strings, `n` a whole number of at least 1 (a record with `"n":"2"` is refused, not guessed at).
 /// For `line`, `end` and `object` records (see [`is_envelope_type`]).
-pub fn check_envelope_types(rec: &[u8], bucket: Option<Raw>, key: Option<Raw>, file: Option<Raw>, n: Option<Raw>) -> Result<(), ScanError> {
+pub fn check_envelope_types(
+    rec: &[u8],
+    bucket: Option<Raw>,
+    key: Option<Raw>,
+    file: Option<Raw>,
+    n: Option<Raw>,
+) -> Result<(), ScanError> {
     for (name, v) in [("bucket", bucket), ("key", key), ("file", file)] {
         if v.is_some_and(|v| !v.is_string) {
             return Err(ScanError::WrongType(name, "a string"));

@@ -110,8 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     // One background worker: it runs the visibility leases while the main thread reads stdin.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let mut acker =
-        Acker { dry_run: args.dry_run, allowed: args.queue_urls.clone(), rt, sqs: None, waiting: HashMap::new(), ready: HashMap::new(), counts: Counts::default() };
+    let mut acker = Acker {
+        dry_run: args.dry_run,
+        allowed: args.queue_urls.clone(),
+        rt,
+        sqs: None,
+        waiting: HashMap::new(),
+        ready: HashMap::new(),
+        counts: Counts::default(),
+    };
     let mut out = Output::stdout();
     let mut input = Input::stdin();
     input.stop_when(shutdown.expiry_flag());

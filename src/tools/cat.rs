@@ -119,8 +119,17 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         max_decompressed_bytes: args.max_decompressed_bytes,
         max_ratio: args.max_ratio,
     };
-    let mut cat =
-        Cat { limits, out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown, carry: args.carry, stopped: false };
+    let mut cat = Cat {
+        limits,
+        out: Output::stdout(),
+        rt: None,
+        client: None,
+        sqs: None,
+        failed: 0,
+        shutdown,
+        carry: args.carry,
+        stopped: false,
+    };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
         if cat.shutdown.requested() || cat.stopped {

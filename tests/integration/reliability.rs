@@ -17,6 +17,8 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 /// Run `cmd` to its end; (status, stdout, stderr, peak RSS in MiB) from wait4(2).
+// The child is reaped by wait4(2), which std's Child does not offer.
+#[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (i32, Vec<u8>, String, u64) {
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
     let pid = child.id() as i32;
@@ -53,12 +55,11 @@ fn gzip_and_zstd_bombs_are_refused_with_no_end_and_status_1_in_bounded_memory() 
         d = d.display()
     ));
     assert_eq!(code, 0, "making the bombs: {err}");
-    let (code, out, err, rss) = run_measured(
-        Command::new(bin("s3s-cat"))
-            .current_dir(root())
-            .env("S3S_STATE_DIR", &d)
-            .args([d.join("bomb.gz").to_str().unwrap(), "tests/data/plain.log", d.join("bomb.zst").to_str().unwrap()]),
-    );
+    let (code, out, err, rss) = run_measured(Command::new(bin("s3s-cat")).current_dir(root()).env("S3S_STATE_DIR", &d).args([
+        d.join("bomb.gz").to_str().unwrap(),
+        "tests/data/plain.log",
+        d.join("bomb.zst").to_str().unwrap(),
+    ]));
     assert_eq!(code, 1, "{err}");
     let recs = lines(&out);
     let ends: Vec<_> = recs.iter().filter(|r| r["type"] == "end").map(|r| r["file"].as_str().unwrap().to_string()).collect();
@@ -85,7 +86,11 @@ fn a_huge_line_is_cut_at_max_line_bytes_and_memory_stays_flat() {
     assert_eq!(code, 0, "{err}");
     for (name, extra) in [("long.log", vec![]), ("long.zst", vec!["--max-ratio", "0"])] {
         let (code, out, err, rss) = run_measured(
-            Command::new(bin("s3s-cat")).args(extra).arg(d.join(name)).env("S3S_STATE_DIR", &d).args(["--max-line-bytes", "4MiB"]),
+            Command::new(bin("s3s-cat"))
+                .args(extra)
+                .arg(d.join(name))
+                .env("S3S_STATE_DIR", &d)
+                .args(["--max-line-bytes", "4MiB"]),
         );
         assert_eq!(code, 0, "{name}: {err}");
         let recs = lines(&out);
@@ -94,7 +99,10 @@ fn a_huge_line_is_cut_at_max_line_bytes_and_memory_stays_flat() {
         assert_eq!(recs[0]["truncated"], 300u64 << 20);
         assert_eq!(recs[1]["line"], "after");
         assert_eq!(recs[1].get("truncated"), None);
-        assert_eq!((recs[2]["type"].as_str(), recs[2]["lines"].as_u64(), recs[2]["truncated"].as_u64()), (Some("end"), Some(2), Some(1)));
+        assert_eq!(
+            (recs[2]["type"].as_str(), recs[2]["lines"].as_u64(), recs[2]["truncated"].as_u64()),
+            (Some("end"), Some(2), Some(1))
+        );
         assert!(err.contains("1 line(s) longer than --max-line-bytes"), "{err}");
         assert!(rss < 150, "{name}: peak RSS {rss} MiB for a 300 MB line cut to 4 MiB");
     }
@@ -158,7 +166,8 @@ fn a_stage_stopped_by_force_mid_write_exits_1_and_its_reader_withholds_the_end()
     // s3s-cat writes records of 1 MiB lines into a pipe nobody reads; SIGTERM with a 1 s drain:
     // the write is stuck, so the hard stop (10 s after expiry) ends it, with status 1.
     let d = scratch("midwrite");
-    let (code, _, err) = sh(&format!("for i in $(seq 1 64); do head -c 1M /dev/zero | tr '\\0' y; echo; done > {}/big.log", d.display()));
+    let (code, _, err) =
+        sh(&format!("for i in $(seq 1 64); do head -c 1M /dev/zero | tr '\\0' y; echo; done > {}/big.log", d.display()));
     assert_eq!(code, 0, "{err}");
     let big = d.join("big.log");
     let mut cat = spawn("s3s-cat", &["--drain-timeout", "1s", big.to_str().unwrap()], Stdio::null(), &d);
