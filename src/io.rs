@@ -250,6 +250,35 @@ fn read_chunks(mut reader: impl Read, chunks: mpsc::SyncSender<io::Result<(Vec<u
     let mut filled = 0;
     loop {
         if filled == buf.len() {
+            if buf.len() >= MAX_RECORD {
+                // One line longer than any record may be: drop it (its start and its length go
+                // on, as a line every scanner refuses) and read on after its newline.
+                match drop_long_line(&mut reader, buf, filled) {
+                    Ok((line, mut rest)) => {
+                        let len = line.len();
+                        if chunks.send(Ok((line, len))).is_err() {
+                            return;
+                        }
+                        // Whole lines read after it go on at once, not with the next read.
+                        if let Some(last) = memchr::memrchr(b'\n', &rest) {
+                            let tail = rest.split_off(last + 1);
+                            let len = rest.len();
+                            if chunks.send(Ok((rest, len))).is_err() {
+                                return;
+                            }
+                            rest = tail;
+                        }
+                        filled = rest.len();
+                        buf = rest;
+                        buf.resize(filled.max(IN_BUF), 0);
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = chunks.send(Err(e));
+                        return;
+                    }
+                }
+            }
             // One line longer than the buffer: grow for it.
             buf.resize(buf.len() * 2, 0);
         }
@@ -283,6 +312,39 @@ fn read_chunks(mut reader: impl Read, chunks: mpsc::SyncSender<io::Result<(Vec<u
         buf = next;
         filled = tail;
     }
+}
+
+/// The longest input record a stage reads (bytes): a longer line is not kept in memory but
+/// replaced by [`drop_long_line`]'s stand-in, which every scanner refuses (reported with its line
+/// number, charged to an object like any malformed line). s3s-cat's longest line (16 MiB by
+/// default) makes a record of at most six times that, when every byte needs a `\u00XX` escape.
+pub const MAX_RECORD: usize = 128 << 20;
+
+/// `buf[..filled]` is the start of a line of at least [`MAX_RECORD`] bytes: read and drop the
+/// rest of it, up to its newline. Returns the stand-in line (a NUL, its length, its first bytes:
+/// not JSON, so it is refused as malformed) ending in `\n`, and the bytes read after the newline.
+fn drop_long_line(reader: &mut impl Read, mut buf: Vec<u8>, filled: usize) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    const KEEP: usize = 200;
+    let mut total = filled as u64;
+    let rest = loop {
+        let n = match reader.read(&mut buf[KEEP..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break Vec::new();
+        }
+        if let Some(i) = memchr::memchr(b'\n', &buf[KEEP..KEEP + n]) {
+            total += i as u64;
+            break buf[KEEP + i + 1..KEEP + n].to_vec();
+        }
+        total += n as u64;
+    };
+    let mut line = format!("\0(a record of {total} bytes, longer than {MAX_RECORD}: dropped) ").into_bytes();
+    line.extend_from_slice(&buf[..KEEP]);
+    line.push(b'\n');
+    Ok((line, rest))
 }
 
 /// Report a malformed input line on stderr: its number, why, and the start of it (made

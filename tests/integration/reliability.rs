@@ -20,7 +20,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 // The child is reaped by wait4(2), which std's Child does not offer.
 #[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (i32, Vec<u8>, String, u64) {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id() as i32;
     let (mut so, mut se) = (child.stdout.unwrap(), child.stderr.unwrap());
     let t = std::thread::spawn(move || {
@@ -222,5 +222,32 @@ fn a_malformed_line_inside_an_object_withholds_its_end_in_a_publisher() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["{\"type\":\"end\",\"bucket\":\"b\",\"key\":\"ok\",\"lines\":1}"], "{err}");
     assert!(err.contains("s3://b/k") && err.contains("end record withheld") && err.contains("stdin line 2"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_record_longer_than_the_limit_is_refused_in_bounded_memory_and_withholds_its_objects_end() {
+    // 200 MB in one record (the probe's), between two good lines of the same object, into
+    // s3s-filter: reported as malformed with its line number, the rest goes on, the object's end
+    // is withheld, and memory stays near the 128 MiB limit rather than a multiple of 200 MB.
+    let d = scratch("hugerecord");
+    let input = d.join("in.ndjson");
+    let (code, _, err) = sh(&format!(
+        "{{ echo '{{\"type\":\"line\",\"bucket\":\"b\",\"key\":\"k\",\"n\":1,\"line\":\"GET one\"}}'; \
+           printf '{{\"type\":\"line\",\"bucket\":\"b\",\"key\":\"k\",\"n\":2,\"line\":\"'; head -c 200M /dev/zero | tr '\\0' x; echo '\"}}'; \
+           echo '{{\"type\":\"line\",\"bucket\":\"b\",\"key\":\"k\",\"n\":3,\"line\":\"GET three\"}}'; \
+           echo '{{\"type\":\"end\",\"bucket\":\"b\",\"key\":\"k\",\"lines\":3}}'; }} > {}",
+        input.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err, rss) = run_measured(
+        Command::new(bin("s3s-filter")).args(["-e", "GET"]).env("S3S_STATE_DIR", &d).stdin(std::fs::File::open(&input).unwrap()),
+    );
+    assert_eq!(code, 1, "{err}");
+    let recs = lines(&out);
+    assert_eq!(recs.iter().map(|r| r["n"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(3)], "{err}");
+    assert!(err.contains("stdin line 2") && err.contains("a record of 209715254 bytes"), "{err}");
+    assert!(err.contains("s3://b/k: end record withheld"), "{err}");
+    assert!(rss < 450, "peak RSS {rss} MiB for a 200 MB record");
     let _ = std::fs::remove_dir_all(&d);
 }
