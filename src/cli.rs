@@ -57,7 +57,11 @@ pub fn init_logging(common: &Common) {
 
 /// True when `err` (or anything in its chain) is a closed downstream pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            // serde_json wraps the writer's error in its own (s3s-status --json | head).
+            || e.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind) == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Parse the arguments, run the stage, map the outcome to an exit code.
@@ -87,16 +91,28 @@ pub fn main<A: Parser>(tool: &str, common: impl Fn(&A) -> &Common, run: impl FnO
 /// stage returns, or [`exit_now`].
 static RUN: std::sync::Mutex<Option<crate::metrics::Run>> = std::sync::Mutex::new(None);
 
-/// End the process now, with status 0, after recording the run (outcome `ok`, with `why` as its
-/// error): for a stage whose drain expired while one of its threads is stuck in a system call
-/// that no flag can interrupt (see [`crate::shutdown`]). What it had not forwarded comes back
-/// through SQS. The one place a stage ends with `process::exit`.
+/// End the process now, after recording the run: for a stage whose drain expired while one of
+/// its threads is stuck in a system call that no flag can interrupt (see [`crate::shutdown`]).
+/// What it had not forwarded comes back through SQS. The one place a stage ends with
+/// `process::exit`.
+///
+/// Status 0 (outcome `ok`, with `why` as its error) when stdout holds only whole records; status
+/// 1 (outcome `failed`) when a write to stdout was under way, i.e. its reader (stuck or gone) may
+/// have got part of a record: that last line is malformed, and the stage reading it forwards no
+/// `end` for its object (see s3s(7)), so nothing is acknowledged on the strength of it.
 pub fn exit_now(tool: &str, why: &str) -> ! {
+    let cut = crate::io::stdout_mid_write();
+    let why = if cut {
+        format!("{why}; stdout was cut in the middle of a write (the last record may be partial)")
+    } else {
+        why.to_string()
+    };
     eprintln!("{tool}: {why}: exiting");
+    let outcome = if cut { crate::metrics::Outcome::Failed } else { crate::metrics::Outcome::Ok };
     if let Some(run) = RUN.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        run.finish(crate::metrics::Outcome::Ok, Some(why));
+        run.finish(outcome, Some(&why));
     }
-    std::process::exit(0)
+    std::process::exit(if cut { 1 } else { 0 })
 }
 
 /// Like [`main`] for tools that are not pipeline stages (`s3s-status`): no metrics, no runs log.

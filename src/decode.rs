@@ -3,11 +3,78 @@
 //! gzip (`1f 8b`, multi-member too), zstd (`28 b5 2f fd`, multi-frame too) or plain text are told
 //! apart by magic numbers, never by the key's extension or `Content-Encoding`. Bytes flow
 //! through a fixed-size buffer, so memory stays flat whatever the object's size.
+//!
+//! Limits that a hostile object cannot break ([`Limits`]): a line longer than `max_line_bytes` is
+//! cut there (at a UTF-8 boundary) and the rest of it, up to its newline, is read and dropped
+//! without being kept, so memory stays bounded by the limit, not by the line; the record says
+//! how long the line was. Decompression stops with an error (the object is not finished, so it
+//! gets no `end` record) once its output passes `max_decompressed_bytes`, or passes
+//! [`RATIO_FLOOR`] and is more than `max_ratio` times the compressed bytes read so far: a
+//! "zip bomb" (2 GB of zeros gzip to 2 MB, zstd far smaller) is refused after a bounded amount of
+//! work instead of writing gigabytes of records or exhausting memory.
 
 use std::io::{self, Read};
 use std::sync::mpsc;
 
 const BUF: usize = 256 * 1024;
+
+/// Below this much decompressed output the ratio guard does not apply: small objects that
+/// compress well (a log of one repeated line) are never refused.
+pub const RATIO_FLOOR: u64 = 64 * 1024 * 1024;
+
+/// What one object may cost (see the module docs). `0` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A longer line is cut to this many bytes (and its record says it was).
+    pub max_line_bytes: usize,
+    /// Decompressed bytes per object.
+    pub max_decompressed_bytes: u64,
+    /// Decompressed bytes per compressed byte (checked past [`RATIO_FLOOR`]).
+    pub max_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_line_bytes: 16 * 1024 * 1024, max_decompressed_bytes: 0, max_ratio: 200 }
+    }
+}
+
+/// Decompression stopped at a limit (a bomb, or an object larger than allowed).
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("decompressed size passed --max-decompressed-bytes {0} (a decompression bomb?)")]
+    Size(u64),
+    #[error("decompressed {out} bytes from {inp} compressed bytes, more than --max-ratio {ratio} to 1 (a decompression bomb?)")]
+    Ratio { out: u64, inp: u64, ratio: u64 },
+}
+
+/// The decompressor's output, counted and checked against the limits (on the decompression
+/// thread, so a bomb is stopped before its output is split into lines).
+struct Guarded<R> {
+    inner: R,
+    out: u64,
+    /// Compressed bytes read so far (counted by [`Counting`] on the same thread).
+    inp: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    limits: Limits,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let l = self.limits;
+        if l.max_decompressed_bytes > 0 && self.out > l.max_decompressed_bytes {
+            return Err(io::Error::other(LimitError::Size(l.max_decompressed_bytes)));
+        }
+        if l.max_ratio > 0 && self.out > RATIO_FLOOR {
+            let inp = self.inp.load(std::sync::atomic::Ordering::Relaxed).max(1);
+            if self.out / inp > l.max_ratio {
+                return Err(io::Error::other(LimitError::Ratio { out: self.out, inp, ratio: l.max_ratio }));
+            }
+        }
+        Ok(n)
+    }
+}
 
 /// The compression a body was found to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +100,8 @@ pub struct Stats {
     pub lines: u64,
     /// Lines that held bytes that are not UTF-8 (replaced by U+FFFD).
     pub invalid_utf8: u64,
+    /// Lines longer than the limit, cut (see [`Limits::max_line_bytes`]).
+    pub truncated: u64,
     /// Bytes read from the source (compressed size).
     pub bytes_in: u64,
     /// Bytes after decompression.
@@ -53,12 +122,15 @@ pub enum ReadError {
 struct Counting<R> {
     inner: R,
     n: u64,
+    /// The same count, for the ratio guard.
+    shared: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.n += n as u64;
+        self.shared.store(self.n, std::sync::atomic::Ordering::Relaxed);
         crate::metrics::events::bytes_read(n as u64);
         Ok(n)
     }
@@ -105,58 +177,83 @@ fn sniff<R: Read>(mut r: R) -> io::Result<(Compression, Peeked<R>)> {
     Ok((c, Peeked { head, pos: 0, len, inner: r }))
 }
 
-/// Stream the lines of `source` (decompressed as sniffed) to `emit(text, valid_utf8)`.
+/// Stream the lines of `source` (decompressed as sniffed) to `emit(text, cut_from)`.
 ///
 /// `text` has no trailing `\n` (nor a `\r` before it) and is always valid UTF-8: invalid bytes
-/// are replaced by U+FFFD and counted. A last line without a newline is still a line.
+/// are replaced by U+FFFD and counted. A last line without a newline is still a line. A line
+/// longer than `limits.max_line_bytes` is handed over cut, with `cut_from = Some(its length)`.
 pub fn for_each_line<R: Read + Send>(
     source: R,
-    mut emit: impl FnMut(&[u8]) -> io::Result<()>,
+    limits: Limits,
+    mut emit: impl FnMut(&[u8], Option<u64>) -> io::Result<()>,
 ) -> Result<(Compression, Stats), ReadError> {
-    let counting = Counting { inner: source, n: 0 };
+    let inp = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = Counting { inner: source, n: 0, shared: inp.clone() };
     let (compression, peeked) = sniff(counting).map_err(ReadError::Source)?;
     let mut stats = Stats::default();
     let mut lossy = Vec::new();
-    let mut on_line = |line: &[u8], stats: &mut Stats| -> io::Result<()> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut on_line = |line: &[u8], whole: Option<u64>, stats: &mut Stats| -> io::Result<()> {
+        let line = if whole.is_none() { line.strip_suffix(b"\r").unwrap_or(line) } else { line };
         stats.lines += 1;
+        if whole.is_some() {
+            stats.truncated += 1;
+        }
         if std::str::from_utf8(line).is_ok() {
-            emit(line)
+            emit(line, whole)
         } else {
             stats.invalid_utf8 += 1;
             lossy.clear();
             lossy.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
-            emit(&lossy)
+            emit(&lossy, whole)
         }
     };
+    let max_line = if limits.max_line_bytes == 0 { usize::MAX } else { limits.max_line_bytes };
     let bytes_in = match compression {
         Compression::Gzip => {
-            let mut d = flate2::read::MultiGzDecoder::new(peeked);
-            split_lines(&mut d, &mut stats, &mut on_line)?;
-            d.into_inner().inner.n
+            let d = flate2::read::MultiGzDecoder::new(peeked);
+            let mut g = Guarded { inner: d, out: 0, inp, limits };
+            split_lines(&mut g, max_line, &mut stats, &mut on_line)?;
+            g.inner.into_inner().inner.n
         }
         Compression::Zstd => {
-            let mut d = zstd::stream::read::Decoder::new(peeked).map_err(ReadError::Source)?;
-            split_lines(&mut d, &mut stats, &mut on_line)?;
-            d.finish().into_inner().inner.n
+            let d = zstd::stream::read::Decoder::new(peeked).map_err(ReadError::Source)?;
+            let mut g = Guarded { inner: d, out: 0, inp, limits };
+            split_lines(&mut g, max_line, &mut stats, &mut on_line)?;
+            g.inner.finish().into_inner().inner.n
         }
         Compression::None => {
-            let mut p = peeked;
-            split_lines(&mut p, &mut stats, &mut on_line)?;
-            p.inner.n
+            // Plain bytes: only the size limit applies (the ratio is 1).
+            let mut g = Guarded { inner: peeked, out: 0, inp, limits: Limits { max_ratio: 0, ..limits } };
+            split_lines(&mut g, max_line, &mut stats, &mut on_line)?;
+            g.inner.inner.n
         }
     };
     stats.bytes_in = bytes_in;
     Ok((compression, stats))
 }
 
+/// Where `line` may be cut to at most `max` bytes without splitting a UTF-8 character.
+fn cut_point(line: &[u8], max: usize) -> usize {
+    if line.len() <= max {
+        return line.len();
+    }
+    let mut cut = max;
+    // Back over at most 3 continuation bytes to the start of the character.
+    while cut > 0 && max - cut < 3 && (line[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    if (line[cut] & 0xc0) == 0x80 { max } else { cut }
+}
+
 /// Decompress on a second thread (`decompress`), split and hand out lines on this one, so
 /// decompression and framing overlap on two cores. Buffers circulate between the two threads
-/// (a fixed set of them: flat memory); a line split across buffers is joined in `carry`.
+/// (a fixed set of them: flat memory); a line split across buffers is joined in `carry`, which
+/// holds at most `max_line` bytes: the rest of a longer line is only counted.
 fn split_lines<R: Read + Send>(
     r: &mut R,
+    max_line: usize,
     stats: &mut Stats,
-    on_line: &mut impl FnMut(&[u8], &mut Stats) -> io::Result<()>,
+    on_line: &mut impl FnMut(&[u8], Option<u64>, &mut Stats) -> io::Result<()>,
 ) -> Result<(), ReadError> {
     const BUFFERS: usize = 4;
     let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
@@ -164,9 +261,20 @@ fn split_lines<R: Read + Send>(
     for _ in 0..BUFFERS {
         empty_tx.send(vec![0u8; BUF]).expect("the receiver is alive");
     }
+    // A whole line (or the kept start of a long one) to the caller.
+    let mut line_out = |text: &[u8], total: u64, stats: &mut Stats| -> io::Result<()> {
+        if total as usize > max_line || text.len() > max_line {
+            let cut = cut_point(text, max_line);
+            on_line(&text[..cut], Some(total), stats)
+        } else {
+            on_line(text, None, stats)
+        }
+    };
     std::thread::scope(|scope| {
         scope.spawn(move || decompress(r, empty_rx, full_tx));
         let mut carry: Vec<u8> = Vec::new();
+        // Length of the line being carried, kept bytes and dropped ones (0: no line carried).
+        let mut carry_total: u64 = 0;
         let result = loop {
             let (buf, n) = match full_rx.recv() {
                 Ok(Ok((_, 0))) => break Ok(()),
@@ -180,12 +288,16 @@ fn split_lines<R: Read + Send>(
             let mut start = 0;
             let mut failed = None;
             for nl in memchr::memchr_iter(b'\n', data) {
-                let r = if carry.is_empty() {
-                    on_line(&data[start..nl], stats)
+                let seg = &data[start..nl];
+                let r = if carry_total == 0 {
+                    line_out(seg, seg.len() as u64, stats)
                 } else {
-                    carry.extend_from_slice(&data[start..nl]);
-                    let r = on_line(&carry, stats);
+                    let room = (max_line + 3).saturating_sub(carry.len()).min(seg.len());
+                    carry.extend_from_slice(&seg[..room]);
+                    carry_total += seg.len() as u64;
+                    let r = line_out(&carry, carry_total, stats);
                     carry.clear();
+                    carry_total = 0;
                     r
                 };
                 if let Err(e) = r {
@@ -199,7 +311,13 @@ fn split_lines<R: Read + Send>(
             if let Some(e) = failed {
                 break Err(ReadError::Sink(e));
             }
-            carry.extend_from_slice(&data[start..]);
+            let tail = &data[start..];
+            if !tail.is_empty() {
+                // Kept up to the limit (and 3 bytes more, to cut at a character boundary).
+                let room = (max_line + 3).saturating_sub(carry.len()).min(tail.len());
+                carry.extend_from_slice(&tail[..room]);
+                carry_total += tail.len() as u64;
+            }
             if carry.capacity() > 4 * BUF && carry.len() < BUF {
                 carry.shrink_to(BUF);
             }
@@ -210,8 +328,8 @@ fn split_lines<R: Read + Send>(
         drop(empty_tx);
         drop(full_rx);
         result?;
-        if !carry.is_empty() {
-            on_line(&carry, stats).map_err(ReadError::Sink)?;
+        if carry_total > 0 {
+            line_out(&carry, carry_total, stats).map_err(ReadError::Sink)?;
             crate::metrics::events::lines_read(1, 0);
         }
         Ok(())
@@ -261,7 +379,7 @@ mod tests {
 
     fn lines_of(data: &[u8]) -> (Compression, Vec<String>, Stats) {
         let mut v = Vec::new();
-        let (c, s) = for_each_line(data, |l| {
+        let (c, s) = for_each_line(data, Limits::default(), |l, _| {
             v.push(String::from_utf8(l.to_vec()).unwrap());
             Ok(())
         })
@@ -297,7 +415,7 @@ mod tests {
         let long = "x".repeat(3 * BUF + 7);
         let data = format!("{long}\nshort\n");
         assert_eq!(lines_of(data.as_bytes()).1, [long.as_str(), "short"]);
-        let r = for_each_line(&[0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6][..], |_| Ok(()));
+        let r = for_each_line(&[0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6][..], Limits::default(), |_, _| Ok(()));
         assert!(matches!(r, Err(ReadError::Source(_))));
     }
 }

@@ -75,8 +75,11 @@ pub enum Location {
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Location::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
-            Location::File(p) => f.write_str(p),
+            // For messages: a key from upstream never reaches a terminal raw.
+            Location::S3 { bucket, key } => {
+                write!(f, "s3://{}/{}", crate::io::printable(bucket.as_bytes()), crate::io::printable(key.as_bytes()))
+            }
+            Location::File(p) => f.write_str(&crate::io::printable(p.as_bytes())),
         }
     }
 }
@@ -220,6 +223,17 @@ impl LineWriter {
         out.extend_from_slice(br#","line":""#);
         escape_into(text, out);
         out.extend_from_slice(b"\"}\n");
+    }
+
+    /// Like [`LineWriter::write`] for a line cut to `text` from `whole` bytes: the record ends
+    /// with `"truncated":WHOLE`.
+    pub fn write_truncated(&self, n: u64, text: &[u8], whole: u64, out: &mut Vec<u8>) {
+        self.write(n, text, out);
+        out.truncate(out.len() - 2);
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b",\"truncated\":");
+        out.extend_from_slice(num.format(whole).as_bytes());
+        out.extend_from_slice(b"}\n");
     }
 }
 

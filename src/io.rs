@@ -65,12 +65,23 @@ impl Output {
     /// Write out everything buffered.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
+            MID_WRITE.store(true, Ordering::SeqCst);
             let r = self.file.write_all(&self.buf);
+            MID_WRITE.store(false, Ordering::SeqCst);
             self.buf.clear();
             r?;
         }
         Ok(())
     }
+}
+
+/// Set while a buffer of records is being written to stdout: a process ended then (see
+/// [`crate::cli::exit_now`]) may have written part of a record.
+static MID_WRITE: AtomicBool = AtomicBool::new(false);
+
+/// True while stdout is being written: ending the process now would cut a record.
+pub fn stdout_mid_write() -> bool {
+    MID_WRITE.load(Ordering::SeqCst)
 }
 
 /// Records from stdin, one line at a time, with line numbers.
@@ -81,7 +92,7 @@ impl Output {
 /// pipeline on 2 shared cores its wake-ups and hand-overs (futex calls) cost more than the
 /// overlap saved (README, "Measured").
 pub struct Input {
-    file: ManuallyDrop<File>,
+    file: Source,
     buf: Vec<u8>,
     /// Bytes of `buf` filled by read(2).
     len: usize,
@@ -95,12 +106,38 @@ pub struct Input {
     stop: Option<Arc<AtomicBool>>,
 }
 
+/// Where an [`Input`]'s bytes come from.
+enum Source {
+    /// fd 0.
+    Stdin(ManuallyDrop<File>),
+    /// Any reader (tests, fuzzing): always ready, never dry.
+    Reader(Box<dyn Read + Send>),
+}
+
+impl Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Stdin(f) => (&**f).read(buf),
+            Source::Reader(r) => r.read(buf),
+        }
+    }
+}
+
 impl Input {
     /// Stdin, read straight from fd 0.
     pub fn stdin() -> Self {
         grow_pipe(0);
         // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
         let file = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+        Input::from_source(Source::Stdin(file))
+    }
+
+    /// The lines of any reader (for tests and fuzzing: never dry, stop flags are not awaited).
+    pub fn new(reader: impl Read + Send + 'static) -> Self {
+        Input::from_source(Source::Reader(Box::new(reader)))
+    }
+
+    fn from_source(file: Source) -> Self {
         Input { file, buf: vec![0u8; IN_BUF], len: 0, pos: 0, next_nl: None, eof: false, number: 0, stop: None }
     }
 
@@ -156,7 +193,14 @@ impl Input {
             }
             scanned = self.len;
             if self.len == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
+                if self.len >= MAX_RECORD {
+                    // One line longer than any record may be: drop it (its start and its length
+                    // go on, as a line every scanner refuses) and read on after its newline.
+                    self.drop_long_line()?;
+                    scanned = 0;
+                    continue;
+                }
+                self.buf.resize((self.buf.len() * 2).min(MAX_RECORD.max(IN_BUF)), 0);
             }
             if let Some(out) = out.as_deref_mut()
                 && !readable(&self.file, 0)
@@ -177,7 +221,7 @@ impl Input {
                 }
             }
             let n = loop {
-                match (&*self.file).read(&mut self.buf[self.len..]) {
+                match self.file.read(&mut self.buf[self.len..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
@@ -199,15 +243,61 @@ impl Input {
     }
 }
 
-/// Whether fd `file` has data (or end of file, or an error) to read within `timeout_ms`.
-fn readable(file: &File, timeout_ms: i32) -> bool {
+/// The longest input record a stage reads (bytes): a longer line is not kept in memory but
+/// replaced by [`drop_long_line`]'s stand-in, which every scanner refuses (reported with its line
+/// number, charged to an object like any malformed line). s3s-cat's longest line (16 MiB by
+/// default) makes a record of at most six times that, when every byte needs a `\u00XX` escape.
+pub const MAX_RECORD: usize = 128 << 20;
+
+impl Input {
+    /// `buf[..len]` (from 0) is the start of a line of [`MAX_RECORD`] bytes or more: read and
+    /// drop the rest of it, up to its newline, and leave in `buf` the stand-in line (a NUL, its
+    /// length, its first bytes: not JSON, so it is refused as malformed) and its newline,
+    /// followed by the bytes read after it.
+    fn drop_long_line(&mut self) -> io::Result<()> {
+        const KEEP: usize = 200;
+        let mut total = self.len as u64;
+        let mut scratch = vec![0u8; IN_BUF];
+        let rest = loop {
+            let n = match self.file.read(&mut scratch) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.eof = true;
+                break Vec::new();
+            }
+            if let Some(i) = memchr::memchr(b'\n', &scratch[..n]) {
+                total += i as u64;
+                break scratch[i + 1..n].to_vec();
+            }
+            total += n as u64;
+        };
+        let mut line = format!("\0(a record of {total} bytes, longer than {MAX_RECORD}: dropped) ").into_bytes();
+        line.extend_from_slice(&self.buf[..KEEP]);
+        line.push(b'\n');
+        line.extend_from_slice(&rest);
+        self.buf = line;
+        self.len = self.buf.len();
+        let want = self.len.max(IN_BUF);
+        self.buf.resize(want, 0);
+        self.pos = 0;
+        self.next_nl = None;
+        Ok(())
+    }
+}
+
+/// Whether `source` has data (or end of file, or an error) to read within `timeout_ms`.
+fn readable(source: &Source, timeout_ms: i32) -> bool {
     use std::os::fd::AsRawFd;
+    let Source::Stdin(file) = source else { return true };
     let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd, its count, a timeout.
     let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    // An error of poll itself (EINTR) counts as "maybe": the caller then reads, which blocks
-    // correctly.
-    n != 0
+    // An error of poll itself (EINTR: a signal arrived) counts as "not yet": the caller checks
+    // its stop flag and polls again (a blocking read here would miss the stop).
+    n > 0
 }
 
 /// Make the pipe on `fd` 1 MiB (Linux' default is 64 KiB): fewer, larger reads and writes and
@@ -222,10 +312,62 @@ pub fn grow_pipe(fd: i32) {
     let _ = fd;
 }
 
-/// Report a malformed input line on stderr: its number, why, and the start of it.
+/// Report a malformed input line on stderr: its number, why, and the start of it (made
+/// [`printable`]: an input line never reaches the operator's terminal raw).
 pub fn report_bad_line(tool: &str, number: u64, why: &str, line: &[u8]) {
     crate::metrics::events::invalid_input_line();
-    let shown = String::from_utf8_lossy(&line[..line.len().min(120)]);
-    let more = if line.len() > 120 { "..." } else { "" };
+    let mut cut = line.len().min(120);
+    // Cut at a character boundary when there is one near (a cut character would show as \xNN).
+    while cut < line.len() && cut > 116 && (line[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    let shown = printable(&line[..cut]);
+    let more = if line.len() > cut { "..." } else { "" };
     eprintln!("{tool}: stdin line {number}: {why}, skipped: {shown}{more}");
+}
+
+/// Text from input made safe to print on a terminal: control characters (C0, DEL, C1: an ESC
+/// sequence could move the cursor, retitle the window or worse) become `\xNN` / `\u{NN}`, and so
+/// do bytes that are not UTF-8 (shown as they are, not as U+FFFD, so the operator sees them).
+/// A backslash stays a backslash: the output is for reading, not for parsing back.
+pub fn printable(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && !s.chars().any(char::is_control)
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x80 && c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_act_on() {
+        assert_eq!(printable(b"plain text \\ \xc3\xa9"), "plain text \\ \u{e9}");
+        assert_eq!(printable(b"\x1b[2J\x1b]0;owned\x07"), "\\x1b[2J\\x1b]0;owned\\x07");
+        assert_eq!(printable(b"tab\tnl\ncr\r del\x7f"), "tab\\tnl\\x0acr\\x0d del\\x7f");
+        assert_eq!(printable("c1 \u{9b}31m".as_bytes()), "c1 \\u{9b}31m");
+        assert_eq!(printable(b"bad \xff\xfe end"), "bad \\xff\\xfe end");
+    }
 }

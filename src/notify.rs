@@ -6,6 +6,14 @@
 //! - `s3:TestEvent` (sent when a notification configuration is put): announces nothing.
 //!
 //! Keys in notifications are URL-encoded (`+` is a space, `%2F` a slash): they are decoded here.
+//!
+//! What is not understood is an error, never "nothing to read": a `Nothing` notice is deleted by
+//! s3s-ack, so it is given only for shapes known to announce no new object (a test event, an
+//! `ObjectRemoved:*` record, an EventBridge S3 event of a known non-creation type). An
+//! EventBridge body without a string `detail-type`, with a type S3 does not send, or a
+//! `Records` list that is empty stays in the queue (its redrive policy decides), and so does a key
+//! whose percent-decoding is not UTF-8 (`%FF`): an S3 key is UTF-8, and a U+FFFD in its place would
+//! name another object.
 
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
@@ -33,11 +41,28 @@ pub enum Notice {
     Nothing(String),
 }
 
-/// Decode a key as S3 notifications encode it: `+` is a space, then percent-decoding.
-pub fn decode_key(raw: &str) -> String {
+/// Decode a key as S3 notifications encode it: `+` is a space, then percent-decoding; an error
+/// when the decoded bytes are not UTF-8 (no S3 key is).
+pub fn decode_key(raw: &str) -> Result<String, String> {
     let spaced = raw.replace('+', " ");
-    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| format!("key {raw:?} does not decode to UTF-8 (an S3 key is UTF-8)"))
 }
+
+/// The `detail-type`s S3 sends to EventBridge that announce no new object.
+const EVENTBRIDGE_NOT_CREATED: &[&str] = &[
+    "Object Deleted",
+    "Object Restore Initiated",
+    "Object Restore Completed",
+    "Object Restore Expired",
+    "Object Tags Added",
+    "Object Tags Deleted",
+    "Object ACL Updated",
+    "Object Storage Class Changed",
+    "Object Access Tier Changed",
+];
 
 /// Understand a message body, or say why not.
 pub fn parse(body: &str) -> Result<Notice, String> {
@@ -72,6 +97,9 @@ fn parse_value(v: &Value, depth: u8) -> Result<Notice, String> {
 
 fn parse_records(records: &Value) -> Result<Notice, String> {
     let list = records.as_array().ok_or("Records is not an array")?;
+    if list.is_empty() {
+        return Err("Records is empty".into());
+    }
     let mut objects = Vec::new();
     let mut skipped = Vec::new();
     for (i, r) in list.iter().enumerate() {
@@ -79,8 +107,8 @@ fn parse_records(records: &Value) -> Result<Notice, String> {
         let s3 = r.get("s3").ok_or_else(|| format!("Records[{i}] has no s3 field"))?;
         let bucket = s3.pointer("/bucket/name").and_then(Value::as_str);
         let key = s3.pointer("/object/key").and_then(Value::as_str);
-        let (Some(bucket), Some(key)) = (bucket, key) else {
-            return Err(format!("Records[{i}] has no s3.bucket.name or s3.object.key"));
+        let (Some(bucket), Some(key)) = (bucket.filter(|b| !b.is_empty()), key.filter(|k| !k.is_empty())) else {
+            return Err(format!("Records[{i}] has no (or an empty) s3.bucket.name or s3.object.key"));
         };
         if let Some(name) = event_name
             && !name.starts_with("ObjectCreated:")
@@ -91,7 +119,7 @@ fn parse_records(records: &Value) -> Result<Notice, String> {
         }
         objects.push(Announced {
             bucket: bucket.to_string(),
-            key: decode_key(key),
+            key: decode_key(key).map_err(|e| format!("Records[{i}]: {e}"))?,
             size: s3.pointer("/object/size").and_then(Value::as_u64),
             etag: s3.pointer("/object/eTag").and_then(Value::as_str).map(str::to_string),
             event_time: r.get("eventTime").and_then(Value::as_str).map(str::to_string),
@@ -99,26 +127,32 @@ fn parse_records(records: &Value) -> Result<Notice, String> {
         });
     }
     if objects.is_empty() {
-        let why = if skipped.is_empty() { "no records".to_string() } else { skipped.join(",") };
-        return Ok(Notice::Nothing(why));
+        return Ok(Notice::Nothing(skipped.join(",")));
     }
     Ok(Notice::Objects(objects))
 }
 
 fn parse_eventbridge(obj: &serde_json::Map<String, Value>) -> Result<Notice, String> {
-    let detail_type = obj.get("detail-type").and_then(Value::as_str).unwrap_or("");
-    if detail_type != "Object Created" {
+    let detail_type = match obj.get("detail-type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err("EventBridge detail-type is not a string".into()),
+        None => return Err("EventBridge event without a detail-type".into()),
+    };
+    if EVENTBRIDGE_NOT_CREATED.contains(&detail_type) {
         return Ok(Notice::Nothing(format!("EventBridge {detail_type:?}")));
+    }
+    if detail_type != "Object Created" {
+        return Err(format!("EventBridge detail-type {detail_type:?} is not one S3 sends"));
     }
     let detail = &obj["detail"];
     let bucket = detail.pointer("/bucket/name").and_then(Value::as_str);
     let key = detail.pointer("/object/key").and_then(Value::as_str);
-    let (Some(bucket), Some(key)) = (bucket, key) else {
-        return Err("EventBridge detail has no bucket.name or object.key".into());
+    let (Some(bucket), Some(key)) = (bucket.filter(|b| !b.is_empty()), key.filter(|k| !k.is_empty())) else {
+        return Err("EventBridge detail has no (or an empty) bucket.name or object.key".into());
     };
     Ok(Notice::Objects(vec![Announced {
         bucket: bucket.to_string(),
-        key: decode_key(key),
+        key: decode_key(key)?,
         size: detail.pointer("/object/size").and_then(Value::as_u64),
         etag: detail.pointer("/object/etag").and_then(Value::as_str).map(str::to_string),
         event_time: obj.get("time").and_then(Value::as_str).map(str::to_string),
@@ -175,5 +209,31 @@ mod tests {
         for bad in ["", "not json", "[]", "{}", r#"{"Records":[{"s3":{}}]}"#, r#"{"Type":"Notification","Message":"{"}"#] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn what_is_not_understood_is_never_nothing_to_read() {
+        let eb = |dt: &str| {
+            format!(r#"{{"version":"0",{dt}"source":"aws.s3","detail":{{"bucket":{{"name":"b"}},"object":{{"key":"k"}}}}}}"#)
+        };
+        for bad in [eb(""), eb(r#""detail-type":42,"#), eb(r#""detail-type":"Object Createdd","#), eb(r#""detail-type":null,"#)] {
+            let r = parse(&bad);
+            assert!(r.is_err(), "{bad} gave {r:?}");
+        }
+        assert_eq!(
+            parse(&eb(r#""detail-type":"Object Deleted","#)).unwrap(),
+            Notice::Nothing("EventBridge \"Object Deleted\"".into())
+        );
+        assert!(parse(r#"{"Records":[]}"#).unwrap_err().contains("empty"));
+        let sns_empty = serde_json::json!({"Type":"Notification","Message":r#"{"Records":[]}"#}).to_string();
+        assert!(parse(&sns_empty).is_err());
+    }
+
+    #[test]
+    fn a_key_that_does_not_decode_to_utf8_is_refused_not_replaced() {
+        let e = parse(&s3_event("logs/%FF.gz")).unwrap_err();
+        assert!(e.contains("logs/%FF.gz") && e.contains("UTF-8"), "{e}");
+        assert!(parse(&s3_event("ok/%C3%A9.gz")).is_ok());
+        assert_eq!(decode_key("a%2Bb+c%E2%82%AC").unwrap(), "a+b c€");
     }
 }

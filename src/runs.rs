@@ -154,22 +154,42 @@ pub fn append(dir: &Path, record: &RunRecord, max: u64) -> io::Result<()> {
 }
 
 /// Every record of the runs log (the rotated part first); lines that are not records (a torn
-/// write after a crash) are skipped.
+/// write after a crash, junk) are skipped.
 pub fn read(dir: &Path) -> io::Result<Vec<RunRecord>> {
+    read_counting(dir).map(|(runs, _)| runs)
+}
+
+/// Like [`read`], and how many non-empty lines were skipped as not run records: not JSON, not a
+/// record, or one without a stage name or a readable start time (it would show as a run in
+/// 1970). Read line by line: memory is that of the records, not of the file.
+pub fn read_counting(dir: &Path) -> io::Result<(Vec<RunRecord>, u64)> {
+    use std::io::BufRead;
     let mut runs = Vec::new();
+    let mut skipped = 0;
     for name in ["runs.log.1", "runs.log"] {
-        let text = match fs::read(dir.join(name)) {
-            Ok(t) => t,
+        let file = match fs::File::open(dir.join(name)) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        for line in text.split(|&b| b == b'\n') {
-            if let Ok(r) = serde_json::from_slice::<RunRecord>(line) {
-                runs.push(r);
+        let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<RunRecord>(text) {
+                Ok(r) if r.tool.starts_with("s3s-") && crate::clock::parse_ms(r.start.as_bytes()).is_some() => runs.push(r),
+                _ => skipped += 1,
             }
         }
     }
-    Ok(runs)
+    Ok((runs, skipped))
 }
 
 /// The live-state records in `dir` (unreadable files skipped), in no particular order.

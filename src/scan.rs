@@ -5,8 +5,14 @@
 //! full `serde_json::Value` per line would allocate a tree per record; this scanner finds the
 //! byte ranges of top-level values without allocating, and checks the structure (balanced
 //! brackets, terminated strings, `key: value` pairs, nothing after the closing brace). Values it
-//! skips are not validated in depth (a malformed number inside `ack` passes), which is the point:
-//! stages pass through what they do not act on.
+//! skips are checked as JSON (numbers, escapes, nesting) but not built: a record that the scanner
+//! accepts is one that serde_json and jq accept (the `scan` fuzz target checks this).
+//!
+//! Where a record could be read two ways, the scanner refuses it rather than guess (so that it
+//! never disagrees with a JSON parser such as jq or serde_json): bytes that are not UTF-8 and raw
+//! control characters inside strings are errors, keys written with escapes (`"\u0074ype"`) are
+//! compared decoded, and the stages refuse a duplicate member they act on (see
+//! [`ScanError::Duplicate`]).
 
 use crate::simd;
 
@@ -19,6 +25,17 @@ pub enum ScanError {
     Malformed(usize),
     #[error("no \"type\" string field")]
     NoType,
+    #[error("bytes that are not UTF-8 at byte {0}")]
+    NotUtf8(usize),
+    #[error("raw control character in a string at byte {0}")]
+    Control(usize),
+    /// A member that the stage reads appears twice: JSON parsers disagree on which one counts
+    /// (jq and serde_json take the last, some the first), so the record is refused.
+    #[error("duplicate \"{0}\" member")]
+    Duplicate(&'static str),
+    /// A member that the stage reads has the wrong JSON type (e.g. `"n":"2"`).
+    #[error("\"{0}\" is not {1}")]
+    WrongType(&'static str, &'static str),
 }
 
 /// The raw bytes of one top-level value: for strings, the content between the quotes
@@ -56,6 +73,8 @@ pub fn members_decoding(
     text: &mut Vec<u8>,
     mut f: impl FnMut(&[u8], Raw) -> bool,
 ) -> Result<(), ScanError> {
+    check_bytes(rec)?;
+    let mut key_buf = Vec::new();
     let mut i = skip_ws(rec, 0);
     if rec.get(i) != Some(&b'{') {
         return Err(ScanError::NotObject);
@@ -68,8 +87,15 @@ pub fn members_decoding(
         if rec.get(i) != Some(&b'"') {
             return Err(ScanError::Malformed(i));
         }
-        let (kend, _) = skip_string(rec, i)?;
-        let key = &rec[i + 1..kend - 1];
+        let (kend, key_escaped) = skip_string(rec, i)?;
+        let key = if key_escaped {
+            // Rare: a key written with escapes is compared as JSON reads it.
+            key_buf.clear();
+            unescape_into(&rec[i + 1..kend - 1], &mut key_buf);
+            &key_buf[..]
+        } else {
+            &rec[i + 1..kend - 1]
+        };
         i = skip_ws(rec, kend);
         if rec.get(i) != Some(&b':') {
             return Err(ScanError::Malformed(i));
@@ -93,6 +119,44 @@ pub fn members_decoding(
     }
 }
 
+/// The whole record is UTF-8 and has no raw control characters inside strings (one pass each,
+/// both vectorised; the precise walk runs only for a record that holds a control byte at all).
+#[inline]
+fn check_bytes(rec: &[u8]) -> Result<(), ScanError> {
+    if rec.iter().fold(false, |acc, &b| acc | (b < 0x20)) {
+        check_controls(rec)?;
+    }
+    if rec.is_ascii() {
+        return Ok(());
+    }
+    std::str::from_utf8(rec).map(|_| ()).map_err(|e| ScanError::NotUtf8(e.valid_up_to()))
+}
+
+/// A control byte inside a string is an error; outside strings only JSON whitespace is allowed
+/// (anything else is malformed and the structural scan says so).
+#[cold]
+fn check_controls(rec: &[u8]) -> Result<(), ScanError> {
+    let mut in_string = false;
+    let mut i = 0;
+    while i < rec.len() {
+        let b = rec[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                0..0x20 => return Err(ScanError::Control(i)),
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b < 0x20 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            return Err(ScanError::Malformed(i));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 fn end_of_record(rec: &[u8], i: usize) -> Result<(), ScanError> {
     let j = skip_ws(rec, i);
     if j == rec.len() { Ok(()) } else { Err(ScanError::Malformed(j)) }
@@ -103,9 +167,14 @@ fn end_of_record(rec: &[u8], i: usize) -> Result<(), ScanError> {
 pub struct Fields {
     pub ty: Option<Raw>,
     pub line: Option<Raw>,
+    pub bucket: Option<Raw>,
+    pub key: Option<Raw>,
+    pub file: Option<Raw>,
+    pub n: Option<Raw>,
 }
 
-/// Find `type` and `line` at the top level of `rec`, checking the whole record's structure.
+/// Find `type` and `line` (and the object's `bucket`, `key`, `file`, and `n`) at the top level
+/// of `rec`, checking the whole record's structure.
 pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
     fields_decoding_line(rec, &mut Vec::new())
 }
@@ -114,24 +183,73 @@ pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
 /// is scanned: one pass over the line instead of two.
 pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
+    let mut dup = None;
     text.clear();
     members_decoding(
         rec,
         |k| k == b"line",
         text,
         |k, v| {
-            match k {
-                b"type" => out.ty = Some(v),
-                b"line" => out.line = Some(v),
-                _ => {}
+            let (slot, name) = match k {
+                b"type" => (&mut out.ty, "type"),
+                b"line" => (&mut out.line, "line"),
+                b"bucket" => (&mut out.bucket, "bucket"),
+                b"key" => (&mut out.key, "key"),
+                b"file" => (&mut out.file, "file"),
+                b"n" => (&mut out.n, "n"),
+                _ => return true,
+            };
+            if slot.is_some() {
+                dup = Some(name);
+                return false;
             }
+            *slot = Some(v);
             true
         },
     )?;
+    if let Some(name) = dup {
+        return Err(ScanError::Duplicate(name));
+    }
     match out.ty {
-        Some(t) if t.is_string => Ok(out),
+        Some(t) if t.is_string => {
+            if is_envelope_type(rec, t) {
+                check_envelope_types(rec, out.bucket, out.key, out.file, out.n)?;
+            }
+            Ok(out)
+        }
         _ => Err(ScanError::NoType),
     }
+}
+
+/// The record is one of the types whose members s3s(7) defines (`line`, `end`, `object`):
+/// records of other types pass through whatever their members hold.
+pub fn is_envelope_type(rec: &[u8], ty: Raw) -> bool {
+    let mut scratch = Vec::new();
+    matches!(type_name(rec, ty, &mut scratch), b"line" | b"end" | b"object")
+}
+
+/// The envelope's members have the types `s3s(7)` gives them: `bucket`, `key` and `file` are
+/// strings, `n` a whole number of at least 1 (a record with `"n":"2"` is refused, not guessed at).
+/// For `line`, `end` and `object` records (see [`is_envelope_type`]).
+pub fn check_envelope_types(
+    rec: &[u8],
+    bucket: Option<Raw>,
+    key: Option<Raw>,
+    file: Option<Raw>,
+    n: Option<Raw>,
+) -> Result<(), ScanError> {
+    for (name, v) in [("bucket", bucket), ("key", key), ("file", file)] {
+        if v.is_some_and(|v| !v.is_string) {
+            return Err(ScanError::WrongType(name, "a string"));
+        }
+    }
+    if let Some(n) = n {
+        let t = &rec[n.start..n.end];
+        if n.is_string || t.is_empty() || t.len() > 20 || !t.iter().all(u8::is_ascii_digit) || (t[0] == b'0') {
+            return Err(ScanError::WrongType("n", "a whole number from 1"));
+        }
+    }
+    Ok(())
 }
 
 /// The `type` of a record as bytes (unescaped only when it has escapes, which it never has
@@ -155,6 +273,8 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// `b[i]` is a quote; returns the index after the closing quote and whether it had escapes.
+/// Escapes are checked as JSON defines them (`\x`, a `\u` without four hex digits, or a lone
+/// surrogate are errors: serde_json and jq refuse them too).
 #[inline]
 fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
     let mut j = i + 1;
@@ -167,12 +287,32 @@ fn skip_string(b: &[u8], i: usize) -> Result<(usize, bool), ScanError> {
                     return Ok((p + 1, escaped));
                 }
                 escaped = true;
-                j = p + 2;
-                if j > b.len() {
-                    return Err(ScanError::Malformed(b.len()));
-                }
+                j = p + escape_len(b, p)?;
             }
         }
+    }
+}
+
+/// The length of the escape at `b[p]` (a backslash): 2, 6, or 12 for a surrogate pair.
+#[inline]
+fn escape_len(b: &[u8], p: usize) -> Result<usize, ScanError> {
+    let Some(&c) = b.get(p + 1) else {
+        return Err(ScanError::Malformed(b.len()));
+    };
+    if SIMPLE_ESCAPE[c as usize] != 0 {
+        return Ok(2);
+    }
+    if c != b'u' {
+        return Err(ScanError::Malformed(p));
+    }
+    let Some(hi) = hex4(b, p + 2) else { return Err(ScanError::Malformed(p)) };
+    match hi {
+        0xD800..0xDC00 => match (b.get(p + 6..p + 8), hex4(b, p + 8)) {
+            (Some(b"\\u"), Some(0xDC00..0xE000)) => Ok(12),
+            _ => Err(ScanError::Malformed(p)),
+        },
+        0xDC00..0xE000 => Err(ScanError::Malformed(p)),
+        _ => Ok(6),
     }
 }
 
@@ -205,17 +345,8 @@ fn decode_string(b: &[u8], i: usize, out: &mut Vec<u8>) -> Result<(usize, bool),
             j = p + 2;
             continue;
         }
-        // \uXXXX (a surrogate pair takes two), or an invalid escape kept literally.
-        let len = match (c, hex4(b, p + 2)) {
-            (b'u', Some(hi)) => {
-                if (0xD800..0xDC00).contains(&hi) && b.get(p + 6..p + 8) == Some(b"\\u") && hex4(b, p + 8).is_some() {
-                    12
-                } else {
-                    6
-                }
-            }
-            _ => 2,
-        };
+        // \uXXXX (a surrogate pair takes two); anything else is an error.
+        let len = escape_len(b, p)?;
         unescape_into(&b[p..p + len], out);
         j = p + len;
     }
@@ -242,42 +373,122 @@ fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
             let (end, escaped) = skip_string(b, i)?;
             Ok(Raw { start: i, end, is_string: true, escaped })
         }
-        Some(b'{') | Some(b'[') => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < b.len() {
-                match b[j] {
-                    b'"' => {
-                        j = skip_string(b, j)?.0;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Ok(Raw { start: i, end: j + 1, is_string: false, escaped: false });
-                        }
-                    }
-                    _ => {}
+        Some(b'{') | Some(b'[') => Ok(Raw { start: i, end: skip_nested(b, i)?, is_string: false, escaped: false }),
+        Some(_) => Ok(Raw { start: i, end: skip_scalar(b, i)?, is_string: false, escaped: false }),
+    }
+}
+
+/// How deep objects and arrays may nest (serde_json's own limit).
+const MAX_DEPTH: usize = 128;
+
+/// `b[i]` opens an object or array: check it as JSON (without building it) and return the
+/// index after its end. Iterative, with a fixed stack: no recursion for a hostile depth.
+fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut stack = [0u8; MAX_DEPTH];
+    let mut depth = 0usize;
+    let mut j = i;
+    // After an opening bracket or a comma or colon: a value is expected at `j`.
+    'value: loop {
+        j = skip_ws(b, j);
+        match b.get(j) {
+            Some(&open @ (b'{' | b'[')) => {
+                if depth == MAX_DEPTH {
+                    return Err(ScanError::Malformed(j));
                 }
-                j += 1;
+                stack[depth] = open;
+                depth += 1;
+                j = skip_ws(b, j + 1);
+                let close = if open == b'{' { b'}' } else { b']' };
+                if b.get(j) == Some(&close) {
+                    depth -= 1;
+                    j += 1;
+                } else if open == b'{' {
+                    j = member_key(b, j)?;
+                    continue 'value;
+                } else {
+                    continue 'value;
+                }
             }
-            Err(ScanError::Malformed(b.len()))
+            Some(b'"') => j = skip_string(b, j)?.0,
+            Some(_) => j = skip_scalar(b, j)?,
+            None => return Err(ScanError::Malformed(j)),
         }
-        Some(_) => {
-            // number, true, false, null
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                j += 1;
+        // After a value: a comma or the closing bracket of the innermost open one.
+        loop {
+            if depth == 0 {
+                return Ok(j);
             }
-            let v = &b[i..j];
-            let ok = matches!(v, b"true" | b"false" | b"null")
-                || (!v.is_empty()
-                    && (v[0] == b'-' || v[0].is_ascii_digit())
-                    && v.iter().all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')));
-            if ok { Ok(Raw { start: i, end: j, is_string: false, escaped: false }) } else { Err(ScanError::Malformed(i)) }
+            j = skip_ws(b, j);
+            let top = stack[depth - 1];
+            match (b.get(j), top) {
+                (Some(b','), b'{') => {
+                    j = member_key(b, skip_ws(b, j + 1))?;
+                    continue 'value;
+                }
+                (Some(b','), _) => {
+                    j += 1;
+                    continue 'value;
+                }
+                (Some(b'}'), b'{') | (Some(b']'), b'[') => {
+                    depth -= 1;
+                    j += 1;
+                }
+                _ => return Err(ScanError::Malformed(j)),
+            }
         }
     }
+}
+
+/// `"key" :` at `j`; the index after the colon.
+fn member_key(b: &[u8], j: usize) -> Result<usize, ScanError> {
+    if b.get(j) != Some(&b'"') {
+        return Err(ScanError::Malformed(j));
+    }
+    let k = skip_ws(b, skip_string(b, j)?.0);
+    if b.get(k) != Some(&b':') {
+        return Err(ScanError::Malformed(k));
+    }
+    Ok(k + 1)
+}
+
+/// A number, `true`, `false` or `null` at `i`, exactly as JSON writes them; the index after it.
+fn skip_scalar(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    let mut j = i;
+    while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+        j += 1;
+    }
+    let v = &b[i..j];
+    if matches!(v, b"true" | b"false" | b"null") || is_json_number(v) { Ok(j) } else { Err(ScanError::Malformed(i)) }
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn is_json_number(v: &[u8]) -> bool {
+    let digits = |v: &[u8], k: usize| v[k..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut k = usize::from(v.first() == Some(&b'-'));
+    match v.get(k) {
+        Some(b'0') => k += 1,
+        Some(b'1'..=b'9') => k += digits(v, k),
+        _ => return false,
+    }
+    if v.get(k) == Some(&b'.') {
+        let d = digits(v, k + 1);
+        if d == 0 {
+            return false;
+        }
+        k += 1 + d;
+    }
+    if matches!(v.get(k), Some(b'e' | b'E')) {
+        k += 1;
+        if matches!(v.get(k), Some(b'+' | b'-')) {
+            k += 1;
+        }
+        let d = digits(v, k);
+        if d == 0 {
+            return false;
+        }
+        k += d;
+    }
+    k == v.len()
 }
 
 /// Decode the content of a JSON string (between the quotes) into `out` as UTF-8 bytes.
@@ -411,8 +622,14 @@ mod tests {
             assert_eq!(f.line.unwrap().escaped, rec.contains("\\"), "{rec}");
         }
         let mut text = Vec::new();
-        fields_decoding_line(br#"{"type":"line","line":"\ud83d\ude00 \u00e9 \uzz \ud800x"}"#, &mut text).unwrap();
-        assert_eq!(String::from_utf8(text).unwrap(), "😀 é \\uzz \u{FFFD}x");
+        fields_decoding_line(br#"{"type":"line","line":"\ud83d\ude00 \u00e9"}"#, &mut text).unwrap();
+        assert_eq!(String::from_utf8(text.clone()).unwrap(), "😀 é");
+        // What serde_json refuses, the scanner refuses.
+        for bad in [r#""\uzz""#, r#""\ud800x""#, r#""\ude00""#, r#""\x""#, r#""a\""#] {
+            let rec = format!(r#"{{"type":"line","line":{bad}}}"#);
+            assert!(fields_decoding_line(rec.as_bytes(), &mut text).is_err(), "{rec}");
+            assert!(serde_json::from_str::<serde_json::Value>(&rec).is_err(), "{rec}");
+        }
         assert!(fields_decoding_line(br#"{"type":"line","line":"abc\"}"#, &mut Vec::new()).is_err());
     }
 

@@ -32,6 +32,8 @@ pub const HARD_STOP: Duration = Duration::from_secs(10);
 pub struct Shutdown {
     signals: Signals,
     expired: Arc<AtomicBool>,
+    /// Set at the first signal (for input readers that should stop taking work at once).
+    stopping: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -40,9 +42,11 @@ impl Shutdown {
     pub fn install(tool: &'static str, drain: Duration) -> std::io::Result<Shutdown> {
         let signals = Signals::install()?;
         let expired = Arc::new(AtomicBool::new(false));
-        let (s, e) = (signals.clone(), expired.clone());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (s, e, st) = (signals.clone(), expired.clone(), stopping.clone());
         std::thread::Builder::new().name("drain".into()).spawn(move || {
             while s.wait(0, Duration::from_secs(3600)) == 0 {}
+            st.store(true, Ordering::SeqCst);
             tracing::info!("{}: taking no new work, draining (at most {drain:?})", s.last());
             if s.wait(1, drain) >= 2 {
                 eprintln!("{tool}: second signal: stopping without draining");
@@ -53,7 +57,7 @@ impl Shutdown {
             std::thread::sleep(HARD_STOP);
             crate::cli::exit_now(tool, "the drain timeout expired and the stage did not stop by itself");
         })?;
-        Ok(Shutdown { signals, expired })
+        Ok(Shutdown { signals, expired, stopping })
     }
 
     /// A stop was asked for: take no new work.
@@ -64,6 +68,12 @@ impl Shutdown {
     /// The drain ran out (or a second signal came): stop at the next record boundary.
     pub fn expired(&self) -> bool {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Set once a stop was asked for, for an input reader that should take no more records at
+    /// once (an idle `s3s-cat` ends at the signal instead of waiting out the drain).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 
     /// The expiry flag, for loops that cannot hold the whole [`Shutdown`] (an input reader).

@@ -1,15 +1,18 @@
-//! SIGTERM and SIGINT, one way for every stage: `signal-hook`'s iterator on a small thread
+//! SIGTERM, SIGINT and SIGHUP, one way for every stage: `signal-hook`'s iterator on a small thread
 //! counts them, and each stage asks in the way that suits its loop: [`Signals::count`] from a
 //! loop that wakes now and then (the publisher driver), [`Signals::wait`] from a thread that has
 //! nothing else to do (the drain timer of [`crate::shutdown`]), [`Signals::notified`] from async
 //! code (s3s-poll). No stage installs a handler of its own, and none needs an async runtime for
 //! signals.
+//!
+//! SIGHUP (the terminal or the ssh session closed, `kill -HUP`) is taken as SIGTERM: its default
+//! action would end the stage mid-record, with no runs-log record and a stale live file.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// The signals a stage has received so far (cheap to clone).
 #[derive(Clone)]
@@ -25,8 +28,8 @@ struct Inner {
 }
 
 impl Signals {
-    /// Install the handlers for SIGTERM and SIGINT (the default action, ending the process, no
-    /// longer applies) and start counting.
+    /// Install the handlers for SIGTERM, SIGINT and SIGHUP (the default action, ending the
+    /// process, no longer applies) and start counting.
     pub fn install() -> std::io::Result<Signals> {
         let inner = Arc::new(Inner {
             count: AtomicU32::new(0),
@@ -34,11 +37,15 @@ impl Signals {
             cv: Condvar::new(),
             notify: tokio::sync::Notify::new(),
         });
-        let mut iter = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let mut iter = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let me = inner.clone();
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             for sig in iter.forever() {
-                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                let name = match sig {
+                    SIGTERM => "SIGTERM",
+                    SIGHUP => "SIGHUP",
+                    _ => "SIGINT",
+                };
                 {
                     // Counted under the lock, so that a waiter cannot miss the wake-up.
                     let mut last = me.last.lock().unwrap_or_else(|e| e.into_inner());

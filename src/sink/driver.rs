@@ -67,6 +67,7 @@ fn read_loop<P: Publisher>(sh: &Watermark, mut publisher: P, field: Option<Vec<u
             Err(e) => {
                 write_dry(&mut dry);
                 report_bad_line(tool, number, &e.to_string(), rec);
+                objects.malformed(sh, format!("stdin line {number} malformed: {e}"));
                 bad();
                 continue;
             }
@@ -76,6 +77,7 @@ fn read_loop<P: Publisher>(sh: &Watermark, mut publisher: P, field: Option<Vec<u
                 if !s.line.is_some_and(|l| l.is_string) {
                     write_dry(&mut dry);
                     report_bad_line(tool, number, "line record without a string \"line\"", rec);
+                    objects.malformed(sh, format!("stdin line {number}: line record without a string \"line\""));
                     bad();
                     continue;
                 }
@@ -124,7 +126,7 @@ fn read_loop<P: Publisher>(sh: &Watermark, mut publisher: P, field: Option<Vec<u
                 }
             }
             Kind::End => {
-                let slot = objects.take(rec, &s);
+                let slot = objects.take(sh, rec, &s);
                 sh.push(rec, published, true, slot);
             }
             Kind::Other => sh.push(rec, published, false, None),

@@ -61,6 +61,7 @@ use std::time::Duration;
 
 use crate::scan::{self, Raw};
 pub use driver::run;
+pub use watermark::location;
 use watermark::{State, Watermark};
 
 /// Flags every publisher stage shares (flattened into its `Args`).

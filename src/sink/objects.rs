@@ -1,5 +1,10 @@
 //! Which object each published line belongs to (the stdin thread's bookkeeping): a slot per
 //! object, so that a failed line withholds its own object's `end` and no other.
+//!
+//! A malformed input line names no object, so it is charged by position (s3s(7), "Malformed
+//! records"): to the object of the last line record before it, if that object's `end` has not
+//! come yet; otherwise to the next object a record names (its next line or its `end`). That
+//! object's `end` is withheld: its message is not deleted, and comes back.
 
 use std::collections::HashMap;
 
@@ -21,6 +26,8 @@ pub(super) struct Objects {
     cur_file: Vec<u8>,
     ident: Vec<u8>,
     cleanup_at: usize,
+    /// A malformed line seen while no object was open: charged to the next one.
+    pending_bad: Option<String>,
 }
 
 const CLEANUP_MIN: usize = 10_000;
@@ -47,6 +54,7 @@ impl Objects {
             cur_file: Vec::new(),
             ident: Vec::new(),
             cleanup_at: CLEANUP_MIN,
+            pending_bad: None,
         }
     }
 
@@ -110,6 +118,11 @@ impl Objects {
             }
         };
         self.cur = Some(slot);
+        if let Some(why) = self.pending_bad.take()
+            && slot != NO_SLOT
+        {
+            sh.fail_slot(slot, &why);
+        }
         for (dst, src) in [(&mut self.cur_bucket, b), (&mut self.cur_key, k), (&mut self.cur_file, f)] {
             dst.clear();
             dst.extend_from_slice(src);
@@ -118,13 +131,37 @@ impl Objects {
     }
 
     /// An end record: its object's slot (lines of the same object after it get a new one).
-    pub(super) fn take(&mut self, rec: &[u8], s: &Scanned) -> Option<u32> {
+    pub(super) fn take(&mut self, sh: &Watermark, rec: &[u8], s: &Scanned) -> Option<u32> {
         self.identify(rec, s);
-        let slot = self.map.remove(&self.ident)?;
+        let Some(slot) = self.map.remove(&self.ident) else {
+            // No line of it was seen: a malformed line just before is still its own.
+            let why = self.pending_bad.take()?;
+            let slot = sh.alloc_slot();
+            if slot == NO_SLOT {
+                return None;
+            }
+            sh.fail_slot(slot, &why);
+            return Some(slot);
+        };
         if self.cur == Some(slot) {
             self.cur = None;
         }
+        if let Some(why) = self.pending_bad.take() {
+            sh.fail_slot(slot, &why);
+        }
         Some(slot)
+    }
+
+    /// A malformed input line: charged to the open object, or else to the next one.
+    pub(super) fn malformed(&mut self, sh: &Watermark, why: String) {
+        match self.cur {
+            Some(slot) if slot != NO_SLOT => sh.fail_slot(slot, &why),
+            _ => {
+                if self.pending_bad.is_none() {
+                    self.pending_bad = Some(why);
+                }
+            }
+        }
     }
 
     /// Forget objects that never got an end record (their source failed upstream), once all

@@ -25,6 +25,9 @@ pub(super) enum Kind {
 
 pub(super) fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) -> Result<Scanned, ScanError> {
     let mut s = Scanned::default();
+    // Which members were seen (a bit each), to refuse a duplicate of one the driver reads.
+    let mut seen = 0u8;
+    let mut dup = None;
     text.clear();
     scan::members_decoding(
         rec,
@@ -32,29 +35,65 @@ pub(super) fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) 
         text,
         |k, v| {
             // By length first, then as a fixed-size array: one integer compare, no memcmp call.
-            match *k {
-                [b'n'] => s.n = Some(v),
-                [b'k', b'e', b'y'] => s.key = Some(v),
-                [a, b, c, d] => match &[a, b, c, d] {
-                    b"type" => s.ty = Some(v),
-                    b"line" => s.line = Some(v),
-                    b"file" => s.file = Some(v),
-                    _ => {}
-                },
-                [a, b, c, d, e, f] if &[a, b, c, d, e, f] == b"bucket" => s.bucket = Some(v),
-                [a, b, c, d, e, f, g] if &[a, b, c, d, e, f, g] == b"dry_run" => {
-                    s.dry_run = !v.is_string && &rec[v.start..v.end] == b"true"
+            let (bit, name) = match *k {
+                [b'n'] => {
+                    s.n = Some(v);
+                    (1, "n")
                 }
-                _ => {}
-            }
+                [b'k', b'e', b'y'] => {
+                    s.key = Some(v);
+                    (2, "key")
+                }
+                [a, b, c, d] => match &[a, b, c, d] {
+                    b"type" => {
+                        s.ty = Some(v);
+                        (4, "type")
+                    }
+                    b"line" => {
+                        s.line = Some(v);
+                        (8, "line")
+                    }
+                    b"file" => {
+                        s.file = Some(v);
+                        (16, "file")
+                    }
+                    _ => (0, ""),
+                },
+                [a, b, c, d, e, f] if &[a, b, c, d, e, f] == b"bucket" => {
+                    s.bucket = Some(v);
+                    (32, "bucket")
+                }
+                [a, b, c, d, e, f, g] if &[a, b, c, d, e, f, g] == b"dry_run" => {
+                    s.dry_run = !v.is_string && &rec[v.start..v.end] == b"true";
+                    (64, "dry_run")
+                }
+                _ => (0, ""),
+            };
             if field.is_some_and(|f| f == k) {
+                if s.field.is_some() {
+                    dup = Some("field");
+                    return false;
+                }
                 s.field = Some(v);
             }
+            if seen & bit != 0 {
+                dup = Some(name);
+                return false;
+            }
+            seen |= bit;
             true
         },
     )?;
+    if let Some(name) = dup {
+        return Err(ScanError::Duplicate(name));
+    }
     match s.ty {
-        Some(t) if t.is_string => Ok(s),
+        Some(t) if t.is_string => {
+            if scan::is_envelope_type(rec, t) {
+                scan::check_envelope_types(rec, s.bucket, s.key, s.file, s.n)?;
+            }
+            Ok(s)
+        }
         _ => Err(ScanError::NoType),
     }
 }

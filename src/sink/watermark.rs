@@ -294,6 +294,17 @@ impl Watermark {
         Room::Waited
     }
 
+    /// Withhold the `end` of the object in `slot`: a malformed input line was charged to it.
+    pub(super) fn fail_slot(&self, slot: u32, why: &str) {
+        let mut st = self.lock();
+        if let Some(s) = st.slots.get_mut(slot as usize) {
+            s.failed += 1;
+            if s.first_error.is_none() {
+                s.first_error = Some(why.to_string());
+            }
+        }
+    }
+
     pub(super) fn alloc_slot(&self) -> u32 {
         let mut st = self.lock();
         if let Some(s) = st.free_slots.pop() {
@@ -323,15 +334,16 @@ pub(super) enum Room {
 }
 
 /// `s3://bucket/key` or the file of a record, for messages (slow path: parses the record).
-pub(super) fn location(rec: &[u8]) -> String {
+pub fn location(rec: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(rec).unwrap_or_default();
+    let shown = |s: &str| crate::io::printable(s.as_bytes()).into_owned();
     match (
         v.get("bucket").and_then(|b| b.as_str()),
         v.get("key").and_then(|k| k.as_str()),
         v.get("file").and_then(|f| f.as_str()),
     ) {
-        (Some(b), Some(k), _) => format!("s3://{b}/{k}"),
-        (_, _, Some(f)) => f.to_string(),
+        (Some(b), Some(k), _) => format!("s3://{}/{}", shown(b), shown(k)),
+        (_, _, Some(f)) => shown(f),
         _ => "(record without bucket/key or file)".to_string(),
     }
 }

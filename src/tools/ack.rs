@@ -27,8 +27,13 @@ const TOOL: &str = "s3s-ack";
 /// would have been deleted. A failed delete (e.g. an expired receipt handle: the message was
 /// redelivered meanwhile) is reported and counted, not fatal. When stdin ends, messages still
 /// waiting for `end` records are reported and left for redelivery. A summary goes to stderr.
-/// SIGTERM/SIGINT: it goes on until its input ends (upstream stops), for at most
+/// SIGTERM/SIGINT/SIGHUP: it goes on until its input ends (upstream stops), for at most
 /// --drain-timeout, deleting what completes, then exits 0.
+///
+/// The queue a message is deleted from is the `queue_url` of its record's ack token, which comes
+/// from upstream. With --queue-url (or S3S_QUEUE_URL, as s3s-poll reads it), a record naming
+/// any other queue is refused (reported as a bad line, nothing deleted): a crafted record cannot
+/// make s3s-ack delete from a queue it was not meant for.
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-ack",
@@ -54,6 +59,11 @@ pub struct Args {
     /// Delete nothing; say on stderr what would have been deleted.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Delete only from this queue (repeatable, or comma-separated): a record whose ack token
+    /// names another queue is refused.
+    #[arg(long = "queue-url", value_name = "URL", env = "S3S_QUEUE_URL", value_delimiter = ',')]
+    pub queue_urls: Vec<String>,
 
     #[command(flatten)]
     pub drain: DrainArgs,
@@ -82,6 +92,8 @@ struct Counts {
 
 struct Acker {
     dry_run: bool,
+    /// --queue-url: the queues it may delete from (empty: any).
+    allowed: Vec<String>,
     rt: tokio::runtime::Runtime,
     sqs: Option<aws_sdk_sqs::Client>,
     /// By receipt handle (unique per receive: a redelivered message is a new entry).
@@ -98,8 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     // One background worker: it runs the visibility leases while the main thread reads stdin.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let mut acker =
-        Acker { dry_run: args.dry_run, rt, sqs: None, waiting: HashMap::new(), ready: HashMap::new(), counts: Counts::default() };
+    let mut acker = Acker {
+        dry_run: args.dry_run,
+        allowed: args.queue_urls.clone(),
+        rt,
+        sqs: None,
+        waiting: HashMap::new(),
+        ready: HashMap::new(),
+        counts: Counts::default(),
+    };
     let mut out = Output::stdout();
     let mut input = Input::stdin();
     input.stop_when(shutdown.expiry_flag());
@@ -164,6 +183,12 @@ impl Acker {
             // An end record of a source that came from no message (a file, an s3:// argument).
             return Ok(());
         };
+        if !self.allowed.is_empty() && !self.allowed.contains(&ack.queue_url) {
+            return Err(format!(
+                "ack token names queue \"{}\", not one of --queue-url; nothing deleted",
+                crate::io::printable(ack.queue_url.as_bytes())
+            ));
+        }
         let (receipt, queue_url, objects) = (ack.receipt_handle.clone(), ack.queue_url.clone(), ack.objects);
         let message_id = ack.message_id().to_string();
         let dry = self.dry_run || v.get("dry_run").and_then(Value::as_bool) == Some(true);

@@ -31,8 +31,15 @@ const TOOL: &str = "s3s-cat";
 /// line on stderr naming it and the cause, and no `end` record; the rest goes on, and the exit
 /// status is 1.
 ///
-/// SIGTERM/SIGINT: the object being read is finished (for at most --drain-timeout), no new one
-/// is started, exit 0.
+/// Limits (a hostile object cannot break them): a line longer than --max-line-bytes is cut
+/// there, at a character boundary, and its record gets `"truncated":ORIGINAL_BYTES` (the rest
+/// of the line is read and dropped, never held in memory); decompression that passes
+/// --max-decompressed-bytes, or is more than --max-ratio times the compressed size once past
+/// 64 MiB, is stopped as a decompression bomb: an error naming the object, no `end` record for
+/// it, exit status 1.
+///
+/// SIGTERM/SIGINT/SIGHUP: the object being read is finished (for at most --drain-timeout), no
+/// new one is started, exit 0; an idle s3s-cat (waiting on stdin) ends at once.
 #[derive(Debug, Parser)]
 #[command(
     name = "s3s-cat",
@@ -63,6 +70,22 @@ pub struct Args {
     #[arg(long, value_name = "FIELD", value_delimiter = ',')]
     pub carry: Vec<String>,
 
+    /// A longer line is cut to this many bytes (at a UTF-8 character boundary) and its record
+    /// says `"truncated":ORIGINAL_BYTES`; memory per line stays within it. 0: no limit.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_limit, env = "S3S_MAX_LINE_BYTES")]
+    pub max_line_bytes: u64,
+
+    /// Stop reading an object whose decompressed size passes SIZE (an error, no `end` record).
+    /// 0: no limit.
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_limit, env = "S3S_MAX_DECOMPRESSED_BYTES")]
+    pub max_decompressed_bytes: u64,
+
+    /// Stop reading a compressed object that decompresses to more than RATIO times its compressed
+    /// size (checked once past 64 MiB of output): a decompression bomb. Log files compress about
+    /// 5-50 to 1 (gzip cannot pass 1032 to 1; zeros at gzip -1 come to about 230). 0: no limit.
+    #[arg(long, value_name = "RATIO", default_value_t = 200, env = "S3S_MAX_RATIO")]
+    pub max_ratio: u64,
+
     #[command(flatten)]
     pub drain: DrainArgs,
 
@@ -70,7 +93,13 @@ pub struct Args {
     pub common: Common,
 }
 
+/// A size (`16MiB`, `500k`, `1024`), or `0` for none.
+fn parse_limit(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" { Ok(0) } else { crate::tools::es::parse_size(s) }
+}
+
 struct Cat {
+    limits: decode::Limits,
     out: Output,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<aws_sdk_s3::Client>,
@@ -85,8 +114,22 @@ struct Cat {
 /// Run `s3s-cat`.
 pub fn run(args: Args) -> anyhow::Result<Status> {
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
-    let mut cat =
-        Cat { out: Output::stdout(), rt: None, client: None, sqs: None, failed: 0, shutdown, carry: args.carry, stopped: false };
+    let limits = decode::Limits {
+        max_line_bytes: usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX),
+        max_decompressed_bytes: args.max_decompressed_bytes,
+        max_ratio: args.max_ratio,
+    };
+    let mut cat = Cat {
+        limits,
+        out: Output::stdout(),
+        rt: None,
+        client: None,
+        sqs: None,
+        failed: 0,
+        shutdown,
+        carry: args.carry,
+        stopped: false,
+    };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
         if cat.shutdown.requested() || cat.stopped {
@@ -112,7 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 impl Cat {
     fn stdin(&mut self) -> anyhow::Result<()> {
         let mut input = Input::stdin();
-        input.stop_when(self.shutdown.expiry_flag());
+        // A signal means no new work: stop reading at once (idle, waiting for the next record,
+        // is when most stops come), not when the drain expires.
+        input.stop_when(self.shutdown.stop_flag());
         let mut scratch = Vec::new();
         while let Some((number, line)) = input.next_line_flushing(&mut self.out).context("reading stdin")? {
             if self.shutdown.requested() || self.stopped {
@@ -206,17 +251,26 @@ impl Cat {
         let out = &mut self.out;
         let expired = self.shutdown.expiry_flag();
         let mut n = 0u64;
-        let res = decode::for_each_line(reader, |text| {
+        let res = decode::for_each_line(reader, self.limits, |text, cut_from| {
             // Checked once per 1024 lines: the drain's expiry is a matter of seconds.
             if n.is_multiple_of(1024) && expired.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(std::io::Error::other(DrainExpired));
             }
             n += 1;
-            lw.write(n, text, out.buf());
+            match cut_from {
+                None => lw.write(n, text, out.buf()),
+                Some(whole) => lw.write_truncated(n, text, whole, out.buf()),
+            }
             out.record_done()
         });
         match res {
             Ok((compression, stats)) => {
+                if stats.truncated > 0 {
+                    eprintln!(
+                        "{TOOL}: {}: {} line(s) longer than --max-line-bytes {} cut (their records say \"truncated\")",
+                        obj.location, stats.truncated, self.limits.max_line_bytes
+                    );
+                }
                 if stats.invalid_utf8 > 0 {
                     tracing::warn!(
                         "{}: {} line(s) held bytes that are not UTF-8 (replaced by U+FFFD)",
@@ -234,12 +288,15 @@ impl Cat {
                     }
                     None => obj,
                 };
-                let end = obj.end_line(&[
+                let counters = [
                     ("lines", stats.lines),
                     ("bytes", stats.bytes_in),
                     ("decompressed_bytes", stats.bytes_out),
                     ("invalid_utf8", stats.invalid_utf8),
-                ]);
+                    ("truncated", stats.truncated),
+                ];
+                // `truncated` only when a line was cut (the common end record stays as it was).
+                let end = obj.end_line(&counters[..if stats.truncated > 0 { 5 } else { 4 }]);
                 tracing::info!("{}: {} lines, {} compression", obj.location, stats.lines, compression.name());
                 self.out.write_record(&end)?;
                 crate::metrics::events::object_read();

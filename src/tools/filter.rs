@@ -23,8 +23,10 @@ const TOOL: &str = "s3s-filter";
 /// Regular expressions are those of the Rust `regex` crate: linear time, no backreferences, no
 /// catastrophic backtracking. The text matched is the line itself (JSON escapes decoded: a tab is
 /// `\t` in the regex). A malformed input line is reported on stderr with its number and skipped;
-/// the exit status is then 1. SIGTERM/SIGINT: it goes on until its input ends (upstream stops),
-/// for at most --drain-timeout, then exits 0.
+/// the exit status is then 1, and the `end` record of the object it is charged to (the object
+/// of the last line before it whose `end` has not passed, else the next object named) is not
+/// forwarded, so that object's message is not deleted (see s3s(7)). SIGTERM/SIGINT/SIGHUP: it
+/// goes on until its input ends (upstream stops), for at most --drain-timeout, then exits 0.
 #[derive(Debug, Parser)]
 // -v is grep's --invert-match here, not --verbose (which keeps its long form).
 #[command(mut_arg("verbose", |a| a.short(None)))]
@@ -139,20 +141,99 @@ enum Outcome {
     Dropped,
     /// Not a record: reported, skipped.
     Bad(&'static str, Option<scan::ScanError>),
+    /// The `end` of an object a malformed line was charged to: not forwarded.
+    Withheld(u64),
+}
+
+/// Which objects malformed lines are charged to: see the rule in s3s(7), "Malformed records".
+/// An object is the raw bytes of its bucket, key and file.
+#[derive(Default)]
+struct Charges {
+    /// The object of the last line record, while its `end` has not passed.
+    cur: [Vec<u8>; 3],
+    open: bool,
+    /// A malformed line seen while no object was open, for the next one.
+    pending: Option<u64>,
+    /// Objects whose `end` is withheld, with the first malformed line's number.
+    tainted: std::collections::HashMap<Vec<u8>, u64>,
+}
+
+fn object_id(parts: [&[u8]; 3]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts {
+        id.extend_from_slice(p);
+        id.push(0);
+    }
+    id
+}
+
+impl Charges {
+    /// A line record of this object.
+    #[inline]
+    fn line_of(&mut self, parts: [&[u8]; 3]) {
+        if self.open && self.cur.iter().zip(parts).all(|(a, b)| a[..] == *b) {
+            return;
+        }
+        for (dst, src) in self.cur.iter_mut().zip(parts) {
+            dst.clear();
+            dst.extend_from_slice(src);
+        }
+        self.open = true;
+        if let Some(n) = self.pending.take() {
+            self.tainted.entry(object_id(parts)).or_insert(n);
+        }
+    }
+
+    /// Input line `n` is malformed.
+    fn bad(&mut self, n: u64) {
+        if self.open {
+            let cur = [&self.cur[0][..], &self.cur[1][..], &self.cur[2][..]];
+            self.tainted.entry(object_id(cur)).or_insert(n);
+        } else {
+            self.pending.get_or_insert(n);
+        }
+    }
+
+    /// The `end` of this object: the first malformed line charged to it, if any.
+    fn end_of(&mut self, parts: [&[u8]; 3]) -> Option<u64> {
+        if self.open && self.cur.iter().zip(parts).all(|(a, b)| a[..] == *b) {
+            self.open = false;
+        }
+        if let Some(n) = self.pending.take() {
+            self.tainted.entry(object_id(parts)).or_insert(n);
+        }
+        if self.tainted.is_empty() { None } else { self.tainted.remove(&object_id(parts)) }
+    }
 }
 
 /// Filter one record (without its `\n`) into `out` (which gets the `\n` too when it is kept).
 #[inline]
-fn filter_record(filter: &Filter, rec: &[u8], out: &mut Vec<u8>, text_buf: &mut Vec<u8>, ty_buf: &mut Vec<u8>) -> Outcome {
+fn filter_record(
+    filter: &Filter,
+    rec: &[u8],
+    out: &mut Vec<u8>,
+    charges: &mut Charges,
+    text_buf: &mut Vec<u8>,
+    ty_buf: &mut Vec<u8>,
+) -> Outcome {
     let fields = match scan::fields_decoding_line(rec, text_buf) {
         Ok(f) => f,
         Err(e) => return Outcome::Bad("", Some(e)),
     };
-    if scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf) != b"line" {
+    let raw_of = |v: Option<scan::Raw>| v.map_or(&[][..], |v| &rec[v.start..v.end]);
+    let parts = [raw_of(fields.bucket), raw_of(fields.key), raw_of(fields.file)];
+    let ty = scan::type_name(rec, fields.ty.expect("fields() checks type"), ty_buf);
+    if ty != b"line" {
+        if ty == b"end"
+            && let Some(n) = charges.end_of(parts)
+        {
+            return Outcome::Withheld(n);
+        }
         out.extend_from_slice(rec);
         out.push(b'\n');
         return Outcome::Passed;
     }
+    charges.line_of(parts);
     let Some(raw) = fields.line.filter(|l| l.is_string) else {
         return Outcome::Bad("line record without a string \"line\"", None);
     };
@@ -188,6 +269,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     let (mut text_buf, mut ty_buf) = (Vec::with_capacity(4096), Vec::new());
     let (mut seen, mut kept, mut bad) = (0u64, 0u64, 0u64);
     let mut counted = crate::metrics::events::LinesFiltered::new();
+    let mut charges = Charges::default();
     loop {
         if input.is_dry() {
             // Nothing waiting: flush, so records never wait while upstream is idle.
@@ -198,7 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         if rec.is_empty() {
             continue;
         }
-        match filter_record(&filter, rec, out.buf(), &mut text_buf, &mut ty_buf) {
+        match filter_record(&filter, rec, out.buf(), &mut charges, &mut text_buf, &mut ty_buf) {
             Outcome::Passed => out.record_done()?,
             Outcome::Kept => {
                 seen += 1;
@@ -210,7 +292,12 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 bad += 1;
                 let why = e.map_or_else(|| why.to_string(), |e| e.to_string());
                 report_bad_line(TOOL, number, &why, rec);
+                charges.bad(number);
             }
+            Outcome::Withheld(n) => eprintln!(
+                "{TOOL}: {}: end record withheld (malformed input line {n} was charged to this object)",
+                crate::sink::location(rec)
+            ),
         }
     }
     counted.emit(seen, kept);

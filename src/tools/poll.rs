@@ -388,6 +388,7 @@ fn emit(
         Err(why) => {
             counts.not_understood += 1;
             crate::metrics::events::sqs_messages_left("not_understood", 1);
+            let why = crate::io::printable(why.as_bytes());
             eprintln!("{TOOL}: message {id}: not understood ({why}); left in the queue for its redrive policy");
             return Ok(());
         }

@@ -308,7 +308,10 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 pub fn run(args: Args) -> anyhow::Result<Status> {
     use anyhow::Context;
     let dir = args.state_dir.clone().unwrap_or_else(runs::state_dir);
-    let runs = runs::read(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
+    let (runs, skipped) = runs::read_counting(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
+    if skipped > 0 {
+        eprintln!("s3s-status: warning: {skipped} line(s) of the runs log in {} are not run records (skipped)", dir.display());
+    }
     let mut live = read_live(&dir);
     let wanted = |m: &RunRecord| args.pipeline.as_deref().is_none_or(|p| m.pipeline.as_deref() == Some(p));
     live.retain(|m| wanted(m));

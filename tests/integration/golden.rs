@@ -31,3 +31,9 @@ fn gelf() {
 fn status() {
     trycmd::TestCases::new().register_bin("s3s-status", trycmd::cargo::cargo_bin!("s3s-status")).case("tests/cmd/status/*.toml");
 }
+
+#[test]
+fn ack() {
+    // Dry runs only: nothing here needs SQS.
+    trycmd::TestCases::new().register_bin("s3s-ack", trycmd::cargo::cargo_bin!("s3s-ack")).case("tests/cmd/ack/*.toml");
+}

@@ -2,6 +2,8 @@
 //!
 //! - `golden`: trycmd cases under `tests/cmd/<tool>/` (stdin, args, expected stdout/stderr/exit).
 //! - `pipes`: behaviour a golden file cannot show (closed pipes, jq in place of a stage).
+//! - `reliability`: hostile input and timing: decompression bombs, huge lines, signals mid-record.
+//! - `fuzz_seeds`: the fuzz targets' properties (fuzz/checks.rs) over the committed seeds, on stable.
 //! - `package`: man pages and completions in sync with the flags; the Debian package of
 //!   `scripts/package` installed, verified, removed and purged in a scratch dpkg root.
 //! - `scale`: three instances of the systemd unit's pipeline on one queue (scaling out).
@@ -13,6 +15,7 @@
 
 mod aws;
 mod es;
+mod fuzz_seeds;
 mod gelf;
 mod golden;
 #[cfg(feature = "kafka")]
@@ -21,6 +24,7 @@ mod metrics;
 mod ops;
 mod package;
 mod pipes;
+mod reliability;
 #[cfg(feature = "kafka")]
 mod scale;
 mod secure;

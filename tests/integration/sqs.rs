@@ -136,6 +136,44 @@ fn poison_message_is_reported_and_left_for_redrive() {
 }
 
 #[test]
+fn bodies_not_understood_are_never_deleted() {
+    // The probe's four deleted bodies, an empty bucket name and a key that decodes to no UTF-8:
+    // each is reported and stays in the queue; the one good message beside them is deleted.
+    let f = Fixture::new("hostile", false);
+    let t = lines("good", 2);
+    f.put("good.gz", gzip(&t));
+    let eb = |detail_type: &str| {
+        format!(
+            r#"{{"version":"0",{detail_type}"source":"aws.s3","detail":{{"bucket":{{"name":"{}"}},"object":{{"key":"good.gz"}}}}}}"#,
+            f.bucket
+        )
+    };
+    let hostile = [
+        eb(""),
+        eb(r#""detail-type":42,"#),
+        eb(r#""detail-type":"Object Createdd","#),
+        r#"{"Records":[]}"#.to_string(),
+        f.s3_event("good.gz").replace(&format!("\"name\":\"{}\"", f.bucket), "\"name\":\"\""),
+        f.s3_event("logs/xffx.gz").replace("xffx", "%FF"),
+    ];
+    for body in &hostile {
+        f.send(body);
+    }
+    f.send(&f.s3_event("good.gz"));
+    let out = tmp("hostile");
+    let (code, _, err) = sh(&format!(
+        "s3s-poll --queue-url {} --once --visibility-timeout 1 | s3s-cat | tee {} | s3s-ack",
+        f.queue_url,
+        out.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("not understood").count(), hostile.len(), "{err}");
+    assert!(err.contains("s3s-ack: 1 messages deleted"), "{err}");
+    assert_eq!(delivered(&out).0, expected(&[&t]));
+    assert_eq!(wait_total(&f, hostile.len() as u64), hostile.len() as u64, "every body not understood stays in the queue");
+}
+
+#[test]
 fn key_filters_acknowledge_without_fetching() {
     let f = Fixture::new("keys", true);
     let t = lines("kept", 2);

@@ -61,7 +61,38 @@ pub(super) fn auth_header(args: &Args) -> Result<Option<HeaderValue>, UsageError
     }
 }
 
-/// `<url>/_bulk` for each --url, checked.
+/// `url` with any `user:password@` replaced by `REDACTED@`, for messages (stderr, runs.log).
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => std::borrow::Cow::Owned(format!("{}REDACTED{}", &url[..start], &url[start + at..])),
+        None => std::borrow::Cow::Borrowed(url),
+    }
+}
+
+/// Credentials sent over plain http:// to a host other than this one: a warning (anyone on the
+/// path can read them; a loopback address is taken as a local proxy or a test).
+pub(super) fn warn_cleartext_credentials(tool: &str, endpoints: &[String], has_auth: bool) {
+    if !has_auth {
+        return;
+    }
+    for e in endpoints {
+        let Ok(uri) = e.parse::<http::Uri>() else { continue };
+        let local = uri.host().is_some_and(|h| {
+            h == "localhost" || h == "[::1]" || h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        });
+        if uri.scheme_str() == Some("http") && !local {
+            eprintln!(
+                "{tool}: warning: credentials are sent unencrypted to {} (http://): anyone on the path can read them; use https://",
+                redact_url(e)
+            );
+        }
+    }
+}
+
+/// `<url>/_bulk` for each --url, checked. A URL in an error message never shows its
+/// `user:password@` part (see [`redact_url`]).
 pub(super) fn endpoints(urls: &[String]) -> Result<Vec<String>, UsageError> {
     if urls.is_empty() {
         return Err(UsageError("no server: give --url URL or set S3S_ES_URL (or use --dry-run)".into()));
@@ -69,7 +100,10 @@ pub(super) fn endpoints(urls: &[String]) -> Result<Vec<String>, UsageError> {
     urls.iter()
         .map(|u| {
             let u = u.trim().trim_end_matches('/');
-            let uri: http::Uri = u.parse().map_err(|e| UsageError(format!("--url {u:?}: {e}")))?;
+            let shown = redact_url(u);
+            let u_ = u;
+            let u = &*shown;
+            let uri: http::Uri = u_.parse().map_err(|e| UsageError(format!("--url {u:?}: {e}")))?;
             match uri.scheme_str() {
                 Some("http" | "https") => {}
                 _ => return Err(UsageError(format!("--url {u:?}: wants http:// or https://"))),
@@ -82,7 +116,7 @@ pub(super) fn endpoints(urls: &[String]) -> Result<Vec<String>, UsageError> {
             if uri.query().is_some() {
                 return Err(UsageError(format!("--url {u:?}: no query string, please")));
             }
-            Ok(format!("{u}/_bulk"))
+            Ok(format!("{u_}/_bulk"))
         })
         .collect()
 }
@@ -95,7 +129,12 @@ mod tests {
     fn urls_and_credentials() {
         assert_eq!(endpoints(&["http://h:9200/".into()]).unwrap(), ["http://h:9200/_bulk"]);
         assert_eq!(endpoints(&["https://h/es".into()]).unwrap(), ["https://h/es/_bulk"]);
-        assert!(endpoints(&["http://u:p@h:9200".into()]).is_err());
+        let e = endpoints(&["http://admin:S3CR3T@h:9200".into()]).unwrap_err().to_string();
+        assert!(!e.contains("S3CR3T") && e.contains("REDACTED@h:9200"), "{e}");
+        let e = endpoints(&["http://admin:S3CR3T@h:9200/ x".into()]).unwrap_err().to_string();
+        assert!(!e.contains("S3CR3T"), "{e}");
+        assert_eq!(redact_url("https://u:p@w@h/p@x?q=a@b"), "https://REDACTED@h/p@x?q=a@b");
+        assert_eq!(redact_url("http://h:9200/x"), "http://h:9200/x");
         assert!(endpoints(&["ftp://h".into()]).is_err());
         assert!(endpoints(&[]).is_err());
     }

@@ -287,6 +287,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
     }
     let endpoints = auth::endpoints(&args.urls)?;
     let auth = auth::auth_header(&args)?;
+    auth::warn_cleartext_credentials(TOOL, &endpoints, auth.is_some());
     args.aws.check(auth.is_some())?;
     let https = connector(&args)?;
     let dead_letter = match &args.dead_letter {

@@ -1,0 +1,7 @@
+//! Fuzz target `runs`: see `check_runs` in fuzz/checks.rs for the properties it asserts.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check_runs(data));
