@@ -36,6 +36,13 @@ fn check_one_record(rec: &[u8]) {
     let mut text = Vec::new();
     let ours = scan::fields_decoding_line(rec, &mut text);
     let theirs = serde_json::from_slice::<Value>(rec);
+    // serde_json refuses a number beyond f64's range ("number out of range", e.g. 1E4444); JSON
+    // allows any size, jq and Python read it: the scanner passes it through, and a stage that
+    // parses the record with serde_json (s3s-ack) reports it as a bad line. Not a disagreement
+    // about what the record says, so not checked here. (Found by the scan target.)
+    if theirs.as_ref().is_err_and(|e| e.to_string().starts_with("number out of range")) {
+        return;
+    }
     match (&ours, &theirs) {
         (Ok(f), _) => {
             let v = theirs.as_ref().unwrap_or_else(|e| panic!("scanner accepted what serde_json refuses ({e}): {rec:?}"));
