@@ -36,6 +36,13 @@ fn check_one_record(rec: &[u8]) {
     let mut text = Vec::new();
     let ours = scan::fields_decoding_line(rec, &mut text);
     let theirs = serde_json::from_slice::<Value>(rec);
+    // serde_json refuses a number beyond f64's range ("number out of range", e.g. 1E4444); JSON
+    // allows any size, jq and Python read it: the scanner passes it through, and a stage that
+    // parses the record with serde_json (s3s-ack) reports it as a bad line. Not a disagreement
+    // about what the record says, so not checked here. (Found by the scan target.)
+    if theirs.as_ref().is_err_and(|e| e.to_string().starts_with("number out of range")) {
+        return;
+    }
     match (&ours, &theirs) {
         (Ok(f), _) => {
             let v = theirs.as_ref().unwrap_or_else(|e| panic!("scanner accepted what serde_json refuses ({e}): {rec:?}"));
@@ -204,14 +211,30 @@ pub fn check_decode(data: &[u8]) {
     assert_eq!(l, model, "zstd");
 }
 
-/// The runs log: a line that parses as a run record writes back to the same record, and its
-/// accessors never panic.
+/// The runs log: a line that parses as a run record writes back to the same record (floats to
+/// within an ulp or two: serde_json parses without its `float_roundtrip` feature, found by the
+/// runs target), and its accessors never panic.
 pub fn check_runs(data: &[u8]) {
     for line in data.split(|&b| b == b'\n') {
         let Ok(r) = serde_json::from_slice::<s3s::runs::RunRecord>(line) else { continue };
-        let text = serde_json::to_string(&r).unwrap();
-        let again: s3s::runs::RunRecord = serde_json::from_str(&text).unwrap();
-        assert_eq!(serde_json::to_string(&again).unwrap(), text);
+        let text = serde_json::to_value(&r).unwrap();
+        let again: s3s::runs::RunRecord = serde_json::from_value(text.clone()).unwrap();
+        let back: s3s::runs::RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(same(&serde_json::to_value(&again).unwrap(), &text), "{text}");
+        assert!(same(&serde_json::to_value(&back).unwrap(), &text), "{text}");
         let _ = (r.start_ms(), r.end_ms(), r.counter("s3s_lines_read_total"), r.histogram("s3s_delivery_latency_seconds"));
+    }
+}
+
+/// JSON values equal, floats within a relative 1e-14.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs())
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
+        _ => a == b,
     }
 }
