@@ -245,7 +245,15 @@ pub fn check_envelope_types(
     }
     if let Some(n) = n {
         let t = &rec[n.start..n.end];
-        if n.is_string || t.is_empty() || t.len() > 20 || !t.iter().all(u8::is_ascii_digit) || (t[0] == b'0') {
+        // Digits only, no leading zero, and within u64 (a 20-digit value past u64::MAX is a
+        // float to serde_json: found by the fuzzer).
+        if n.is_string
+            || t.is_empty()
+            || t.len() > 20
+            || !t.iter().all(u8::is_ascii_digit)
+            || (t[0] == b'0')
+            || std::str::from_utf8(t).ok().and_then(|s| s.parse::<u64>().ok()).is_none()
+        {
             return Err(ScanError::WrongType("n", "a whole number from 1"));
         }
     }
