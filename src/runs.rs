@@ -163,9 +163,70 @@ pub fn read(dir: &Path) -> io::Result<Vec<RunRecord>> {
 /// record, or one without a stage name or a readable start time (it would show as a run in
 /// 1970). Read line by line: memory is that of the records, not of the file.
 pub fn read_counting(dir: &Path) -> io::Result<(Vec<RunRecord>, u64)> {
-    use std::io::BufRead;
     let mut runs = Vec::new();
     let mut skipped = 0;
+    for_each_line(dir, |_, text| match parse_record(text) {
+        Some(r) => runs.push(r),
+        None => skipped += 1,
+    })?;
+    Ok((runs, skipped))
+}
+
+/// The run record on a line of the runs log, if it is one (see [`read_counting`]).
+pub fn parse_record(text: &[u8]) -> Option<RunRecord> {
+    serde_json::from_slice::<RunRecord>(text)
+        .ok()
+        .filter(|r| r.tool.starts_with("s3s-") && crate::clock::parse_ms(r.start.as_bytes()).is_some())
+}
+
+/// What grouping runs into pipelines needs of a record, read without its counters and other
+/// members: `s3s-status` reads a large log in two passes, these first, then whole records only
+/// for the runs it shows (memory is that of the shown runs, not of the log).
+#[derive(Debug, Deserialize)]
+pub struct RunKey<'a> {
+    #[serde(borrow)]
+    pub tool: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub host: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    pub pid: u64,
+    #[serde(default)]
+    pub ppid: Option<u64>,
+    #[serde(default, borrow)]
+    pub pipeline: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub start: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub end: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl RunKey<'_> {
+    /// The key of a line that [`parse_record`] would take, else `None`.
+    pub fn parse(text: &[u8]) -> Option<RunKey<'_>> {
+        // A line is taken only when it is a whole record: the cheap read must not accept what
+        // the full one refuses (or the second pass would miss a run).
+        let k: RunKey<'_> = serde_json::from_slice(text).ok()?;
+        (k.tool.starts_with("s3s-") && crate::clock::parse_ms(k.start.as_bytes()).is_some()).then_some(k)
+    }
+
+    pub fn start_ms(&self) -> i64 {
+        crate::clock::parse_ms(self.start.as_bytes()).unwrap_or(0)
+    }
+
+    pub fn end_ms(&self) -> i64 {
+        self.end.as_deref().and_then(|e| crate::clock::parse_ms(e.as_bytes())).unwrap_or_else(|| self.start_ms())
+    }
+}
+
+/// Longer lines of the runs log are read cut (a record is a few kB).
+const MAX_LINE: usize = 1 << 20;
+
+/// Call `f(index, line)` for every non-blank line of the runs log (the rotated part first),
+/// without its newline; `index` counts those lines from 0, so a second pass over an unchanged
+/// log sees the same indexes.
+pub fn for_each_line(dir: &Path, mut f: impl FnMut(u64, &[u8])) -> io::Result<()> {
+    use std::io::BufRead;
+    let mut index = 0;
     for name in ["runs.log.1", "runs.log"] {
         let file = match fs::File::open(dir.join(name)) {
             Ok(f) => f,
@@ -174,22 +235,34 @@ pub fn read_counting(dir: &Path) -> io::Result<(Vec<RunRecord>, u64)> {
         };
         let mut reader = io::BufReader::with_capacity(256 * 1024, file);
         let mut line = Vec::new();
+        let mut emit = |line: &[u8]| {
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                f(index, line);
+                index += 1;
+            }
+        };
         loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                emit(&line);
                 break;
             }
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            if text.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<RunRecord>(text) {
-                Ok(r) if r.tool.starts_with("s3s-") && crate::clock::parse_ms(r.start.as_bytes()).is_some() => runs.push(r),
-                _ => skipped += 1,
+            // A line longer than any record is kept cut (it then reads as junk): a log of
+            // random bytes with no newline does not take its size in memory.
+            let (take, used, done) = match memchr::memchr(b'\n', buf) {
+                Some(p) => (p, p + 1, true),
+                None => (buf.len(), buf.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&buf[..take.min(room)]);
+            reader.consume(used);
+            if done {
+                emit(&line);
+                line.clear();
             }
         }
     }
-    Ok((runs, skipped))
+    Ok(())
 }
 
 /// The live-state records in `dir` (unreadable files skipped), in no particular order.

@@ -123,6 +123,11 @@ pub fn members_decoding(
 /// both vectorised; the precise walk runs only for a record that holds a control byte at all).
 #[inline]
 fn check_bytes(rec: &[u8]) -> Result<(), ScanError> {
+    // One vectorised pass for the common record (printable ASCII only: no byte below 0x20 or
+    // from 0x80); the exact checks run only for a record that has such a byte at all.
+    if !rec.iter().fold(false, |acc, &b| acc | (b.wrapping_sub(0x20) >= 0x60)) {
+        return Ok(());
+    }
     if rec.iter().fold(false, |acc, &b| acc | (b < 0x20)) {
         check_controls(rec)?;
     }
@@ -176,18 +181,25 @@ pub struct Fields {
 /// Find `type` and `line` (and the object's `bucket`, `key`, `file`, and `n`) at the top level
 /// of `rec`, checking the whole record's structure.
 pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
-    fields_decoding_line(rec, &mut Vec::new())
+    // The line is checked, not unescaped: s3s-ack read every line this way into a new buffer,
+    // a quarter of its time (issue 16).
+    fields_with(rec, false, &mut Vec::new())
 }
 
 /// Like [`fields`], and a string `line` value is unescaped into `text` (cleared first) while it
 /// is scanned: one pass over the line instead of two.
 pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
+    fields_with(rec, true, text)
+}
+
+#[inline(always)]
+fn fields_with(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
     let mut dup = None;
     text.clear();
     members_decoding(
         rec,
-        |k| k == b"line",
+        |k| decode_line && k == b"line",
         text,
         |k, v| {
             let (slot, name) = match k {

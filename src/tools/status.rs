@@ -1,7 +1,7 @@
 //! `s3s-status`: what the stages did lately and what the running ones are doing, from the runs
 //! log and the live-state files every stage keeps in the state directory (see `crate::metrics`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -171,12 +171,7 @@ fn group(mut runs: Vec<RunRecord>) -> Vec<Group> {
     let mut open: BTreeMap<String, usize> = BTreeMap::new();
     for r in runs {
         let pipeline = r.pipeline.clone();
-        let host = &r.host;
-        let key = match (&pipeline, r.ppid) {
-            (Some(p), _) => format!("p:{p}"),
-            (None, Some(pp)) => format!("pp:{host}:{pp}"),
-            (None, None) => format!("pid:{host}:{}", r.pid),
-        };
+        let key = group_key(pipeline.as_deref(), &r.host, r.ppid, r.pid);
         let (s, e) = (r.start_ms(), r.end_ms());
         // Overlapping (with a second's slack: stages start one after another).
         if let Some(&i) = open.get(&key)
@@ -194,6 +189,71 @@ fn group(mut runs: Vec<RunRecord>) -> Vec<Group> {
         g.stages.sort_by_key(|s| (stage_rank(&s.tool), s.start_ms()));
     }
     groups
+}
+
+/// The grouping key of a run (see [`group`]).
+fn group_key(pipeline: Option<&str>, host: &str, ppid: Option<u64>, pid: u64) -> String {
+    match (pipeline, ppid) {
+        (Some(p), _) => format!("p:{p}"),
+        (None, Some(pp)) => format!("pp:{host}:{pp}"),
+        (None, None) => format!("pid:{host}:{pid}"),
+    }
+}
+
+/// The records of the last `last` pipeline runs (of `pipeline`, if given), and how many lines
+/// of the log are not run records. Two passes: the first reads only what grouping needs of each
+/// record (times and the key, interned), the second reads whole records only for the runs shown.
+/// Memory is then that of the shown runs and a few dozen bytes per record, not of the log (a
+/// 1 GB log took 11 GB when every record was read whole; issue 12).
+fn read_shown(dir: &std::path::Path, pipeline: Option<&str>, last: usize) -> std::io::Result<(Vec<RunRecord>, u64)> {
+    let mut keys: HashMap<String, u32> = HashMap::new();
+    // (start, end, key, line index) of every wanted record.
+    let mut light: Vec<(i64, i64, u32, u64)> = Vec::new();
+    let mut skipped = 0;
+    runs::for_each_line(dir, |index, text| {
+        let Some(k) = runs::RunKey::parse(text) else {
+            skipped += 1;
+            return;
+        };
+        if pipeline.is_some_and(|p| k.pipeline.as_deref() != Some(p)) {
+            return;
+        }
+        let key = group_key(k.pipeline.as_deref(), &k.host, k.ppid, k.pid);
+        let n = keys.len() as u32;
+        let id = *keys.entry(key).or_insert(n);
+        light.push((k.start_ms(), k.end_ms(), id, index));
+    })?;
+    drop(keys);
+    // The same grouping as `group`, on the light records: which group each one joins.
+    light.sort_by_key(|r| r.0);
+    let mut group_of = Vec::with_capacity(light.len());
+    let mut ends: Vec<i64> = Vec::new();
+    let mut open: HashMap<u32, usize> = HashMap::new();
+    for &(s, e, id, _) in &light {
+        if let Some(&g) = open.get(&id)
+            && s <= ends[g] + 1000
+        {
+            ends[g] = ends[g].max(e);
+            group_of.push(g);
+            continue;
+        }
+        open.insert(id, ends.len());
+        group_of.push(ends.len());
+        ends.push(e);
+    }
+    let first_shown = ends.len().saturating_sub(last);
+    let mut shown: Vec<u64> = light.iter().zip(&group_of).filter(|(_, g)| **g >= first_shown).map(|(r, _)| r.3).collect();
+    drop(light);
+    shown.sort_unstable();
+    let mut runs = Vec::with_capacity(shown.len());
+    runs::for_each_line(dir, |index, text| {
+        if shown.binary_search(&index).is_ok()
+            && let Some(r) = runs::parse_record(text)
+        {
+            runs.push(r);
+        }
+    })?;
+    Ok((runs, skipped))
 }
 
 /// `1.2s`, `3m04s`, `2h03m`.
@@ -308,7 +368,8 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
 pub fn run(args: Args) -> anyhow::Result<Status> {
     use anyhow::Context;
     let dir = args.state_dir.clone().unwrap_or_else(runs::state_dir);
-    let (runs, skipped) = runs::read_counting(&dir).with_context(|| format!("reading the runs log in {}", dir.display()))?;
+    let (runs, skipped) = read_shown(&dir, args.pipeline.as_deref(), args.last)
+        .with_context(|| format!("reading the runs log in {}", dir.display()))?;
     if skipped > 0 {
         eprintln!("s3s-status: warning: {skipped} line(s) of the runs log in {} are not run records (skipped)", dir.display());
     }

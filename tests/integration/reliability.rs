@@ -251,3 +251,42 @@ fn a_record_longer_than_the_limit_is_refused_in_bounded_memory_and_withholds_its
     assert!(rss < 450, "peak RSS {rss} MiB for a 200 MB record");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A runs log far larger than rotation makes (S3S_RUNS_LOG_MAX_BYTES raised, or logs joined by
+/// hand), with a long junk line: s3s-status shows the last runs, warns about the junk, and its
+/// memory is that of the runs it shows (a 1 GB log took 11 GB when every record was read whole).
+#[test]
+fn a_huge_runs_log_is_read_in_bounded_memory() {
+    let d = scratch("runslog");
+    let runs = 250_000u64;
+    {
+        let mut log = std::io::BufWriter::new(std::fs::File::create(d.join("runs.log")).unwrap());
+        // Junk first: 8 MiB without a newline inside, then the records.
+        log.write_all(&vec![b'x'; 8 << 20]).unwrap();
+        log.write_all(b"\n").unwrap();
+        for i in 0..runs {
+            let (h, m, s) = (i / 3600 % 24, i / 60 % 60, i % 60);
+            let day = 1 + i / 86_400;
+            for (k, tool) in ["s3s-poll", "s3s-cat", "s3s-ack"].iter().enumerate() {
+                writeln!(
+                    log,
+                    r#"{{"tool":"{tool}","host":"h","pid":{},"ppid":1,"pipeline":"p-{i}","start":"2026-10-{day:02}T{h:02}:{m:02}:{s:02}.{k:03}Z","end":"2026-10-{day:02}T{h:02}:{m:02}:{s:02}.5{k:02}Z","seconds":0.5,"exit":0,"outcome":"ok","counters":{{"s3s_lines_read_total":{i},"s3s_objects_read_total":1,"s3s_read_bytes_total":123456,"s3s_sqs_messages_received_total":1}}}}"#,
+                    10 + k
+                )
+                .unwrap();
+            }
+        }
+    }
+    let size = std::fs::metadata(d.join("runs.log")).unwrap().len() >> 20;
+    let (code, out, err, rss) = run_measured(Command::new(bin("s3s-status")).args(["--json", "-n", "2", "--state-dir"]).arg(&d));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 line(s) of the runs log"), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let shown: Vec<_> =
+        doc["pipelines"].as_array().unwrap().iter().map(|p| p["pipeline"].as_str().unwrap().to_string()).collect();
+    assert_eq!(shown, [format!("p-{}", runs - 2), format!("p-{}", runs - 1)]);
+    assert_eq!(doc["pipelines"][1]["stages"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["pipelines"][1]["totals"]["lines_in"], 3 * (runs - 1));
+    assert!(rss < 64, "peak RSS {rss} MiB for a {size} MiB runs log");
+    let _ = std::fs::remove_dir_all(&d);
+}
