@@ -86,6 +86,12 @@ pub struct Args {
     #[arg(long, value_name = "RATIO", default_value_t = 200, env = "S3S_MAX_RATIO")]
     pub max_ratio: u64,
 
+    /// Local files must lie inside DIR (after resolving `..` and symbolic links); any other
+    /// path, from a record, a stdin line or an argument, is refused as a failed source (error,
+    /// no `end`). For running s3s-cat on records from elsewhere that may name files.
+    #[arg(long, value_name = "DIR", env = "S3S_CAT_ROOT")]
+    pub root: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub drain: DrainArgs,
 
@@ -109,6 +115,24 @@ struct Cat {
     carry: Vec<String>,
     /// The drain expired in the middle of an object: stop at once.
     stopped: bool,
+    /// `--root`, resolved.
+    root: Option<std::path::PathBuf>,
+}
+
+/// Open a local file, confined to `root` when one is given.
+fn open_file(path: &str, root: Option<&std::path::Path>) -> Result<std::fs::File, String> {
+    let Some(root) = root else { return std::fs::File::open(path).map_err(|e| e.to_string()) };
+    let real = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
+    if !real.starts_with(root) {
+        return Err(format!(
+            "outside --root {} (resolves to {}); not read",
+            crate::io::printable(root.as_os_str().as_encoded_bytes()),
+            crate::io::printable(real.as_os_str().as_encoded_bytes())
+        ));
+    }
+    // The resolved path is opened. A link swapped into it in between is not guarded against:
+    // where that matters, run s3s-cat as a user that can read only DIR.
+    std::fs::File::open(&real).map_err(|e| e.to_string())
 }
 
 /// Run `s3s-cat`.
@@ -129,6 +153,10 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         shutdown,
         carry: args.carry,
         stopped: false,
+        root: match &args.root {
+            Some(r) => Some(std::fs::canonicalize(r).map_err(|e| crate::cli::UsageError(format!("--root {}: {e}", r.display())))?),
+            None => None,
+        },
     };
     let sources = if args.sources.is_empty() { vec!["-".to_string()] } else { args.sources };
     for src in &sources {
@@ -206,7 +234,7 @@ impl Cat {
 
     fn open(&mut self, loc: &Location) -> Result<Box<dyn Read + Send>, String> {
         match loc {
-            Location::File(p) => std::fs::File::open(p).map(|f| Box::new(f) as Box<dyn Read + Send>).map_err(|e| e.to_string()),
+            Location::File(p) => open_file(p, self.root.as_deref()).map(|f| Box::new(f) as Box<dyn Read + Send>),
             Location::S3 { bucket, key } => {
                 if self.rt.is_none() {
                     let rt = tokio::runtime::Builder::new_multi_thread()

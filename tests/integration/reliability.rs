@@ -290,3 +290,52 @@ fn a_huge_runs_log_is_read_in_bounded_memory() {
     assert!(rss < 64, "peak RSS {rss} MiB for a {size} MiB runs log");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `s3s-cat --root DIR` on records from elsewhere: a file inside DIR is read; `..`, an absolute
+/// path and a symbolic link out of DIR are refused (error naming the record's path, no `end`),
+/// and the rest goes on.
+#[test]
+fn root_confines_file_records_to_a_directory() {
+    let d = scratch("root");
+    let inside = d.join("logs");
+    std::fs::create_dir_all(inside.join("sub")).unwrap();
+    std::fs::write(inside.join("sub/a.log"), "one\ntwo\n").unwrap();
+    std::fs::write(d.join("secret.txt"), "do not read\n").unwrap();
+    std::os::unix::fs::symlink(d.join("secret.txt"), inside.join("link.log")).unwrap();
+    let recs = [
+        format!("{}/sub/../sub/a.log", inside.display()),
+        format!("{}/../secret.txt", inside.display()),
+        d.join("secret.txt").display().to_string(),
+        inside.join("link.log").display().to_string(),
+    ];
+    let stdin: String = recs.iter().map(|p| format!("{{\"type\":\"object\",\"file\":{}}}\n", serde_json::json!(p))).collect();
+    let mut child = Command::new(bin("s3s-cat"))
+        .args(["--root"])
+        .arg(&inside)
+        .env("S3S_STATE_DIR", &d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let recs_out = lines(&out.stdout);
+    let texts: Vec<_> = recs_out.iter().filter_map(|r| r["line"].as_str()).collect();
+    assert_eq!(texts, ["one", "two"], "{err}");
+    let ends: Vec<_> = recs_out.iter().filter(|r| r["type"] == "end").collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(err.matches("outside --root").count(), 3, "{err}");
+    for p in &recs[1..] {
+        assert!(err.contains(p.as_str()), "no message names {p}: {err}");
+    }
+    // Without --root the same records are read (the operator's own files).
+    let (code, out, err) = sh(&format!("printf '%s\\n' '{}' | {} ", recs[2], bin("s3s-cat").display()));
+    assert_eq!((code, out.contains("do not read")), (0, true), "{err}");
+    // A --root that does not exist is a usage error.
+    let (code, _, err) = sh(&format!("{} --root {}/nope < /dev/null", bin("s3s-cat").display(), d.display()));
+    assert_eq!(code, 2, "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
