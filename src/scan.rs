@@ -33,6 +33,9 @@ pub enum ScanError {
     /// (jq and serde_json take the last, some the first), so the record is refused.
     #[error("duplicate \"{0}\" member")]
     Duplicate(&'static str),
+    /// A member of `fields` that the stage reads appears twice in that object (same reason).
+    #[error("duplicate member in \"fields\"")]
+    DuplicateField,
     /// A member that the stage reads has the wrong JSON type (e.g. `"n":"2"`).
     #[error("\"{0}\" is not {1}")]
     WrongType(&'static str, &'static str),
@@ -171,23 +174,32 @@ pub struct Fields {
     pub key: Option<Raw>,
     pub file: Option<Raw>,
     pub n: Option<Raw>,
+    /// The parsed fields of a line (`s3s-parse`): a JSON object, kept raw.
+    pub fields: Option<Raw>,
+    /// The line's own time (`s3s-parse`), as it came (a string by the contract, not checked).
+    pub timestamp: Option<Raw>,
 }
 
-/// Find `type` and `line` (and the object's `bucket`, `key`, `file`, and `n`) at the top level
-/// of `rec`, checking the whole record's structure.
+/// Find `type` and `line` (and the object's `bucket`, `key`, `file`, `n`, `fields` and
+/// `@timestamp`) at the top level of `rec`, checking the whole record's structure.
 pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
-    fields_decoding_line(rec, &mut Vec::new())
+    fields_scan(rec, false, &mut Vec::new())
 }
 
 /// Like [`fields`], and a string `line` value is unescaped into `text` (cleared first) while it
 /// is scanned: one pass over the line instead of two.
 pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
+    fields_scan(rec, true, text)
+}
+
+/// [`fields`] or [`fields_decoding_line`], as `decode_line` says (`text` is cleared either way).
+pub fn fields_scan(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
     let mut dup = None;
     text.clear();
     members_decoding(
         rec,
-        |k| k == b"line",
+        |k| decode_line && k == b"line",
         text,
         |k, v| {
             let (slot, name) = match k {
@@ -197,6 +209,8 @@ pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, Sc
                 b"key" => (&mut out.key, "key"),
                 b"file" => (&mut out.file, "file"),
                 b"n" => (&mut out.n, "n"),
+                b"fields" => (&mut out.fields, "fields"),
+                b"@timestamp" => (&mut out.timestamp, "@timestamp"),
                 _ => return true,
             };
             if slot.is_some() {
@@ -214,6 +228,7 @@ pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, Sc
         Some(t) if t.is_string => {
             if is_envelope_type(rec, t) {
                 check_envelope_types(rec, out.bucket, out.key, out.file, out.n)?;
+                check_fields_type(rec, out.fields)?;
             }
             Ok(out)
         }
@@ -258,6 +273,81 @@ pub fn check_envelope_types(
         }
     }
     Ok(())
+}
+
+/// A `fields` member (of a `line`, `end` or `object` record) is a JSON object (s3s(7)).
+#[inline]
+pub fn check_fields_type(rec: &[u8], fields: Option<Raw>) -> Result<(), ScanError> {
+    match fields {
+        Some(f) if rec[f.start] != b'{' => Err(ScanError::WrongType("fields", "an object")),
+        _ => Ok(()),
+    }
+}
+
+/// Walk the members of a JSON object `obj` (a value the record scanner already accepted, e.g.
+/// the bytes of a `fields` member): `f(key, value)` per member, the key decoded when it was
+/// written with escapes, the value's positions relative to `obj`. `f` returns false to stop.
+/// No allocation unless a key has escapes (decoded into `key_buf`).
+#[inline]
+pub fn object_members(
+    obj: &[u8],
+    key_buf: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8], Raw) -> bool,
+) -> Result<(), ScanError> {
+    let mut i = skip_ws(obj, 0);
+    if obj.get(i) != Some(&b'{') {
+        return Err(ScanError::NotObject);
+    }
+    i = skip_ws(obj, i + 1);
+    if obj.get(i) == Some(&b'}') {
+        return Ok(());
+    }
+    loop {
+        if obj.get(i) != Some(&b'"') {
+            return Err(ScanError::Malformed(i));
+        }
+        let (kend, key_escaped) = skip_string(obj, i)?;
+        let key = if key_escaped {
+            key_buf.clear();
+            unescape_into(&obj[i + 1..kend - 1], key_buf);
+            &key_buf[..]
+        } else {
+            &obj[i + 1..kend - 1]
+        };
+        i = skip_ws(obj, kend);
+        if obj.get(i) != Some(&b':') {
+            return Err(ScanError::Malformed(i));
+        }
+        i = skip_ws(obj, i + 1);
+        let raw = skip_value(obj, i)?;
+        if !f(key, raw) {
+            return Ok(());
+        }
+        i = skip_ws(obj, raw.end);
+        match obj.get(i) {
+            Some(b',') => i = skip_ws(obj, i + 1),
+            Some(b'}') => return Ok(()),
+            _ => return Err(ScanError::Malformed(i)),
+        }
+    }
+}
+
+/// The member `name` of the JSON object `obj` (see [`object_members`]); `Err(Duplicate)` when
+/// it is there twice (JSON parsers disagree on which one counts).
+pub fn object_member(obj: &[u8], name: &[u8], key_buf: &mut Vec<u8>) -> Result<Option<Raw>, ScanError> {
+    let mut found = None;
+    let mut dup = false;
+    object_members(obj, key_buf, |k, v| {
+        if k == name {
+            if found.is_some() {
+                dup = true;
+                return false;
+            }
+            found = Some(v);
+        }
+        true
+    })?;
+    if dup { Err(ScanError::DuplicateField) } else { Ok(found) }
 }
 
 /// The `type` of a record as bytes (unescaped only when it has escapes, which it never has

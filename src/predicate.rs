@@ -1,0 +1,307 @@
+//! `--where` predicates on the parsed fields of `line` records (`s3s-filter --where`), and the
+//! lookup of a field by name in a record's raw `fields` object (also used by the publishers'
+//! `--key-field`).
+//!
+//! A predicate is `FIELD OP VALUE` with OP one of `=`, `!=`, `>=`, `<=`, `>`, `<`, `~` (regex
+//! match) and `!~` (no match). FIELD is a member of the record's `fields` object; quoted (`'a b'`
+//! or `"a=b"`) when it holds a character of an operator. A dotted name that is not itself a member
+//! reaches into nested objects (`userIdentity.type` in a CloudTrail event).
+//!
+//! Hot path: the fields are never built into a tree. One walk over the top level of the raw
+//! `fields` bytes finds every member the predicates name (a duplicate of one is refused, as the
+//! record scanner refuses duplicate envelope members); string values are compared as they are
+//! unless they hold escapes, numbers are read from their digits.
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::scan::{self, Raw, ScanError};
+
+/// The member `name` of the raw JSON object `obj`: the member of that exact name, else, for a
+/// dotted name, the path through nested objects (`a.b.c`: member `a.b.c`, else `a` then `b.c`,
+/// else `a.b` then `c`). Positions are relative to `obj`.
+pub fn lookup(obj: &[u8], name: &[u8], key_buf: &mut Vec<u8>) -> Result<Option<Raw>, ScanError> {
+    if let Some(v) = scan::object_member(obj, name, key_buf)? {
+        return Ok(Some(v));
+    }
+    nested(obj, name, key_buf)
+}
+
+/// The dotted-path part of [`lookup`] (the exact member is known to be missing).
+fn nested(obj: &[u8], name: &[u8], key_buf: &mut Vec<u8>) -> Result<Option<Raw>, ScanError> {
+    for (i, _) in name.iter().enumerate().filter(|(_, b)| **b == b'.') {
+        let (head, rest) = (&name[..i], &name[i + 1..]);
+        if let Some(v) = scan::object_member(obj, head, key_buf)?
+            && obj[v.start] == b'{'
+            && let Some(inner) = lookup(&obj[v.start..v.end], rest, key_buf)?
+        {
+            return Ok(Some(Raw { start: v.start + inner.start, end: v.start + inner.end, ..inner }));
+        }
+    }
+    Ok(None)
+}
+
+/// A comparison.
+#[derive(Debug)]
+enum Op {
+    Eq(Operand),
+    Ne(Operand),
+    Lt(f64),
+    Le(f64),
+    Gt(f64),
+    Ge(f64),
+    Match(Regex),
+    NoMatch(Regex),
+}
+
+/// The right-hand side of `=` and `!=`: its text, and its number when it is one.
+#[derive(Debug)]
+struct Operand {
+    text: Vec<u8>,
+    num: Option<f64>,
+}
+
+/// One `--where` expression.
+#[derive(Debug)]
+struct Predicate {
+    /// The field's name (quotes removed).
+    name: Vec<u8>,
+    op: Op,
+}
+
+/// Every `--where` of a run: all must hold.
+#[derive(Debug, Default)]
+pub struct Where {
+    preds: Vec<Predicate>,
+    /// Per predicate, the value found in the current record (reused).
+    found: Vec<Option<Raw>>,
+    key_buf: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+/// Why a record could not be tested.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhereError {
+    /// A member a predicate reads is in `fields` twice.
+    #[error("duplicate {0:?} member in \"fields\"")]
+    Duplicate(String),
+    #[error("{0}")]
+    Scan(#[from] ScanError),
+}
+
+const OPERATORS: &[(&str, u8)] = &[("!=", 1), ("!~", 2), (">=", 3), ("<=", 4), ("=", 5), (">", 6), ("<", 7), ("~", 8)];
+
+/// Split `FIELD OP VALUE`.
+fn split(expr: &str) -> Result<(String, u8, &str), String> {
+    let (name, rest) = match expr.as_bytes().first() {
+        Some(&q @ (b'\'' | b'"')) => match expr[1..].find(q as char) {
+            Some(end) => (expr[1..1 + end].to_string(), &expr[end + 2..]),
+            None => return Err(format!("{expr:?}: unterminated quote")),
+        },
+        _ => {
+            let at = expr.find(['=', '!', '<', '>', '~']).unwrap_or(expr.len());
+            (expr[..at].trim().to_string(), &expr[at..])
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{expr:?}: no field name"));
+    }
+    let rest = rest.trim_start();
+    for (op, code) in OPERATORS {
+        if let Some(value) = rest.strip_prefix(op) {
+            return Ok((name, *code, value));
+        }
+    }
+    Err(format!("{expr:?}: want FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N, FIELD<N, FIELD~REGEX or FIELD!~REGEX"))
+}
+
+impl Where {
+    /// Compile the `--where` expressions (`ignore_case` for the regexes).
+    pub fn new(exprs: &[String], ignore_case: bool) -> Result<Where, String> {
+        let mut preds = Vec::with_capacity(exprs.len());
+        for expr in exprs {
+            let (name, code, value) = split(expr)?;
+            let number = || {
+                value.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| format!("{expr:?}: {value:?} is not a number"))
+            };
+            let regex = || {
+                RegexBuilder::new(value).case_insensitive(ignore_case).build().map_err(|e| format!("{expr:?}: invalid regex: {e}"))
+            };
+            let operand = || Operand { text: value.as_bytes().to_vec(), num: number().ok() };
+            let op = match code {
+                1 => Op::Ne(operand()),
+                2 => Op::NoMatch(regex()?),
+                3 => Op::Ge(number()?),
+                4 => Op::Le(number()?),
+                5 => Op::Eq(operand()),
+                6 => Op::Gt(number()?),
+                7 => Op::Lt(number()?),
+                _ => Op::Match(regex()?),
+            };
+            preds.push(Predicate { name: name.into_bytes(), op });
+        }
+        let found = vec![None; preds.len()];
+        Ok(Where { preds, found, key_buf: Vec::new(), scratch: Vec::new() })
+    }
+
+    /// No predicate at all.
+    pub fn is_empty(&self) -> bool {
+        self.preds.is_empty()
+    }
+
+    /// Does every predicate hold for the raw `fields` object `obj`? `None` (a record without
+    /// fields): none holds. A field that is missing makes its predicate false, whatever its
+    /// operator (`!=` too).
+    pub fn holds(&mut self, obj: Option<&[u8]>) -> Result<bool, WhereError> {
+        let Some(obj) = obj else { return Ok(false) };
+        // One walk over the top level, picking every named member.
+        self.found.iter_mut().for_each(|f| *f = None);
+        let mut dup = None;
+        let (preds, found) = (&self.preds, &mut self.found);
+        scan::object_members(obj, &mut self.key_buf, |k, v| {
+            for (i, p) in preds.iter().enumerate() {
+                if p.name == k {
+                    if found[i].is_some() {
+                        dup = Some(i);
+                        return false;
+                    }
+                    found[i] = Some(v);
+                }
+            }
+            true
+        })?;
+        if let Some(i) = dup {
+            return Err(WhereError::Duplicate(String::from_utf8_lossy(&self.preds[i].name).into_owned()));
+        }
+        for i in 0..self.preds.len() {
+            let v = match self.found[i] {
+                Some(v) => v,
+                None if self.preds[i].name.contains(&b'.') => match nested(obj, &self.preds[i].name, &mut self.key_buf)? {
+                    Some(v) => v,
+                    None => return Ok(false),
+                },
+                None => return Ok(false),
+            };
+            if !test(&self.preds[i].op, obj, v, &mut self.scratch) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The value as text: a string's content (decoded when it has escapes), else its JSON text.
+#[inline]
+fn text<'a>(obj: &'a [u8], v: Raw, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if v.is_string && v.escaped {
+        scratch.clear();
+        scan::unescape_into(v.content(obj), scratch);
+        scratch
+    } else {
+        v.content(obj)
+    }
+}
+
+/// The value as a number: a JSON number, or a string holding one.
+#[inline]
+fn number(obj: &[u8], v: Raw, scratch: &mut Vec<u8>) -> Option<f64> {
+    let t = if v.is_string { text(obj, v, scratch) } else { &obj[v.start..v.end] };
+    parse_number(t)
+}
+
+/// Digits (with a sign) the quick way, anything else through `str::parse`.
+#[inline]
+fn parse_number(t: &[u8]) -> Option<f64> {
+    let (neg, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        _ => (false, t),
+    };
+    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')) as f64;
+        return Some(if neg { -n } else { n });
+    }
+    std::str::from_utf8(t).ok()?.trim().parse::<f64>().ok().filter(|n| !n.is_nan())
+}
+
+#[inline]
+fn test(op: &Op, obj: &[u8], v: Raw, scratch: &mut Vec<u8>) -> bool {
+    let is_number = !v.is_string && matches!(obj[v.start], b'-' | b'0'..=b'9');
+    let equal = |o: &Operand, scratch: &mut Vec<u8>| match o.num {
+        Some(n) if is_number => parse_number(&obj[v.start..v.end]) == Some(n),
+        _ => text(obj, v, scratch) == &o.text[..],
+    };
+    match op {
+        Op::Eq(o) => equal(o, scratch),
+        Op::Ne(o) => !equal(o, scratch),
+        Op::Lt(n) => number(obj, v, scratch).is_some_and(|x| x < *n),
+        Op::Le(n) => number(obj, v, scratch).is_some_and(|x| x <= *n),
+        Op::Gt(n) => number(obj, v, scratch).is_some_and(|x| x > *n),
+        Op::Ge(n) => number(obj, v, scratch).is_some_and(|x| x >= *n),
+        Op::Match(re) => re.is_match(text(obj, v, scratch)),
+        Op::NoMatch(re) => !re.is_match(text(obj, v, scratch)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holds(exprs: &[&str], obj: &str) -> Result<bool, WhereError> {
+        let exprs: Vec<String> = exprs.iter().map(|s| s.to_string()).collect();
+        Where::new(&exprs, false).unwrap().holds(Some(obj.as_bytes()))
+    }
+
+    const CF: &str = r#"{"sc-status":503,"sc-bytes":392,"c-ip":"192.0.2.100","cs-method":"GET","cs(User-Agent)":"Mozilla/5.0 (bot)","q":null,"t":"a\tb","s":"200","f":-1.5e2,"ok":true,"n":{"a":{"b":"deep"}},"x.y":1}"#;
+
+    #[test]
+    fn operators() {
+        assert_eq!(holds(&["sc-status>=500"], CF), Ok(true));
+        assert_eq!(holds(&["sc-status>503"], CF), Ok(false));
+        assert_eq!(holds(&["sc-status<=503", "sc-status<504", "sc-status>502"], CF), Ok(true));
+        assert_eq!(holds(&["sc-status=503"], CF), Ok(true));
+        assert_eq!(holds(&["sc-status=503.0"], CF), Ok(true));
+        assert_eq!(holds(&["sc-status!=503"], CF), Ok(false));
+        assert_eq!(holds(&["sc-status!=200"], CF), Ok(true));
+        assert_eq!(holds(&["c-ip=192.0.2.100", "cs-method=GET"], CF), Ok(true));
+        assert_eq!(holds(&["cs-method=get"], CF), Ok(false));
+        assert_eq!(holds(&["cs(User-Agent)~bot"], CF), Ok(true));
+        assert_eq!(holds(&["'cs(User-Agent)'~^Mozilla"], CF), Ok(true));
+        assert_eq!(holds(&["cs(User-Agent)!~bot"], CF), Ok(false));
+        assert_eq!(holds(&["t=a\tb"], CF), Ok(true));
+        assert_eq!(holds(&["s>=200", "s=200"], CF), Ok(true));
+        assert_eq!(holds(&["f<-100"], CF), Ok(true));
+        assert_eq!(holds(&["q=null", "ok=true"], CF), Ok(true));
+        assert_eq!(holds(&["c-ip>1"], CF), Ok(false));
+        // Missing fields match nothing, != included.
+        assert_eq!(holds(&["missing!=1"], CF), Ok(false));
+        assert_eq!(holds(&["missing~."], CF), Ok(false));
+        // Dotted names: an exact member first, else the path.
+        assert_eq!(holds(&["n.a.b=deep"], CF), Ok(true));
+        assert_eq!(holds(&["x.y=1"], CF), Ok(true));
+        assert_eq!(holds(&["n.a.c=deep"], CF), Ok(false));
+        assert!(matches!(holds(&["a=1"], r#"{"a":1,"a":2}"#), Err(WhereError::Duplicate(_))));
+        assert_eq!(holds(&["b=1"], r#"{"a":1,"a":2,"b":1}"#), Ok(true));
+        assert_eq!(Where::new(&["a=1".into()], false).unwrap().holds(None), Ok(false));
+    }
+
+    #[test]
+    fn parse_errors() {
+        for bad in ["", "=1", "a", "a>x", "a~(", "'a=1", "a>=", "\"\"=1"] {
+            assert!(Where::new(&[bad.to_string()], false).is_err(), "{bad}");
+        }
+        let w = Where::new(&["\"a=b\"=c".to_string(), "x y = z".to_string()], false).unwrap();
+        assert_eq!(w.preds[0].name, b"a=b");
+        assert_eq!(w.preds[1].name, b"x y");
+        assert!(matches!(&w.preds[1].op, Op::Eq(o) if o.text == b" z"));
+    }
+
+    #[test]
+    fn lookups() {
+        let mut kb = Vec::new();
+        let obj = br#"{"a":{"b":1},"c\u0020d":"e"}"#;
+        let v = lookup(obj, b"a.b", &mut kb).unwrap().unwrap();
+        assert_eq!(&obj[v.start..v.end], b"1");
+        let v = lookup(obj, b"c d", &mut kb).unwrap().unwrap();
+        assert_eq!(v.content(obj), b"e");
+        assert_eq!(lookup(obj, b"z", &mut kb).unwrap(), None);
+    }
+}
