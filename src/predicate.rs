@@ -74,6 +74,8 @@ pub struct Where {
     preds: Vec<Predicate>,
     /// Per predicate, the value found in the current record (reused).
     found: Vec<Option<Raw>>,
+    /// A predicate whose member was seen twice in the current record.
+    dup: Option<usize>,
     key_buf: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -140,7 +142,7 @@ impl Where {
             preds.push(Predicate { name: name.into_bytes(), op });
         }
         let found = vec![None; preds.len()];
-        Ok(Where { preds, found, key_buf: Vec::new(), scratch: Vec::new() })
+        Ok(Where { preds, found, dup: None, key_buf: Vec::new(), scratch: Vec::new() })
     }
 
     /// No predicate at all.
@@ -150,38 +152,63 @@ impl Where {
 
     /// Does every predicate hold for the raw `fields` object `obj`? `None` (a record without
     /// fields): none holds. A field that is missing makes its predicate false, whatever its
-    /// operator (`!=` too).
+    /// operator (`!=` too). (The stage itself collects the members while the record scanner
+    /// checks them: [`Where::begin`], [`Where::see`], [`Where::finish`].)
     pub fn holds(&mut self, obj: Option<&[u8]>) -> Result<bool, WhereError> {
         let Some(obj) = obj else { return Ok(false) };
-        // One walk over the top level, picking every named member.
-        self.found.iter_mut().for_each(|f| *f = None);
-        let mut dup = None;
-        let (preds, found) = (&self.preds, &mut self.found);
-        scan::object_members(obj, &mut self.key_buf, |k, v| {
-            for (i, p) in preds.iter().enumerate() {
-                if p.name == k {
-                    if found[i].is_some() {
-                        dup = Some(i);
-                        return false;
-                    }
-                    found[i] = Some(v);
-                }
-            }
+        self.begin();
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        let walked = scan::object_members(obj, &mut key_buf, |k, v| {
+            self.see(k, v);
             true
-        })?;
-        if let Some(i) = dup {
+        });
+        self.key_buf = key_buf;
+        walked?;
+        let whole = Raw { start: 0, end: obj.len(), is_string: false, escaped: false };
+        self.finish(obj, Some(whole))
+    }
+
+    /// A new record: forget the members seen.
+    #[inline]
+    pub fn begin(&mut self) {
+        self.found.iter_mut().for_each(|f| *f = None);
+        self.dup = None;
+    }
+
+    /// A member of the record's `fields` (`v`'s positions in the bytes later given to
+    /// [`Where::finish`]).
+    #[inline]
+    pub fn see(&mut self, k: &[u8], v: Raw) {
+        for (i, p) in self.preds.iter().enumerate() {
+            if p.name == k {
+                if self.found[i].is_some() {
+                    self.dup.get_or_insert(i);
+                }
+                self.found[i] = Some(v);
+            }
+        }
+    }
+
+    /// Every member seen: does every predicate hold? `fields` is the record's `fields` object
+    /// in `rec` (`None`: the record has none, and no predicate holds).
+    pub fn finish(&mut self, rec: &[u8], fields: Option<Raw>) -> Result<bool, WhereError> {
+        let Some(f) = fields else { return Ok(false) };
+        if let Some(i) = self.dup {
             return Err(WhereError::Duplicate(String::from_utf8_lossy(&self.preds[i].name).into_owned()));
         }
         for i in 0..self.preds.len() {
-            let v = match self.found[i] {
-                Some(v) => v,
-                None if self.preds[i].name.contains(&b'.') => match nested(obj, &self.preds[i].name, &mut self.key_buf)? {
-                    Some(v) => v,
-                    None => return Ok(false),
-                },
-                None => return Ok(false),
+            let ok = match self.found[i] {
+                Some(v) => test(&self.preds[i].op, rec, v, &mut self.scratch),
+                None if self.preds[i].name.contains(&b'.') => {
+                    let obj = &rec[f.start..f.end];
+                    match nested(obj, &self.preds[i].name, &mut self.key_buf)? {
+                        Some(v) => test(&self.preds[i].op, obj, v, &mut self.scratch),
+                        None => false,
+                    }
+                }
+                None => false,
             };
-            if !test(&self.preds[i].op, obj, v, &mut self.scratch) {
+            if !ok {
                 return Ok(false);
             }
         }

@@ -74,6 +74,19 @@ pub fn members_decoding(
     rec: &[u8],
     decode: impl Fn(&[u8]) -> bool,
     text: &mut Vec<u8>,
+    f: impl FnMut(&[u8], Raw) -> bool,
+) -> Result<(), ScanError> {
+    members_impl(rec, decode, text, None::<&mut fn(&[u8], Raw)>, f)
+}
+
+/// The one walk behind [`members_decoding`] and [`fields_scan_each`]: with `each_field`, the
+/// members of a `fields` object are handed over while that object is checked (no second pass).
+#[inline(always)]
+fn members_impl<N: FnMut(&[u8], Raw)>(
+    rec: &[u8],
+    decode: impl Fn(&[u8]) -> bool,
+    text: &mut Vec<u8>,
+    mut each_field: Option<&mut N>,
     mut f: impl FnMut(&[u8], Raw) -> bool,
 ) -> Result<(), ScanError> {
     check_bytes(rec)?;
@@ -107,6 +120,14 @@ pub fn members_decoding(
         let raw = if rec.get(i) == Some(&b'"') && decode(key) {
             let (end, escaped) = decode_string(rec, i, text)?;
             Raw { start: i, end, is_string: true, escaped }
+        } else if let Some(n) = each_field.as_mut().filter(|_| key == b"fields" && rec.get(i) == Some(&b'{')) {
+            let mut nested_keys = Vec::new();
+            let end = walk_object(rec, i, &mut nested_keys, |k, v| {
+                n(k, v);
+                true
+            })?
+            .expect("never stopped");
+            Raw { start: i, end, is_string: false, escaped: false }
         } else {
             skip_value(rec, i)?
         };
@@ -194,13 +215,36 @@ pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, Sc
 
 /// [`fields`] or [`fields_decoding_line`], as `decode_line` says (`text` is cleared either way).
 pub fn fields_scan(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fields, ScanError> {
+    fields_impl(rec, decode_line, text, None::<&mut fn(&[u8], Raw)>)
+}
+
+/// Like [`fields_scan`], and every member of the record's `fields` object is handed to
+/// `each_field(name, value)` (value positions in `rec`) while that object is checked: one pass.
+/// A record with two `fields` members hands over both (and is refused: `Duplicate`).
+pub fn fields_scan_each(
+    rec: &[u8],
+    decode_line: bool,
+    text: &mut Vec<u8>,
+    mut each_field: impl FnMut(&[u8], Raw),
+) -> Result<Fields, ScanError> {
+    fields_impl(rec, decode_line, text, Some(&mut each_field))
+}
+
+#[inline(always)]
+fn fields_impl<N: FnMut(&[u8], Raw)>(
+    rec: &[u8],
+    decode_line: bool,
+    text: &mut Vec<u8>,
+    each_field: Option<&mut N>,
+) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
     let mut dup = None;
     text.clear();
-    members_decoding(
+    members_impl(
         rec,
         |k| decode_line && k == b"line",
         text,
+        each_field,
         |k, v| {
             let (slot, name) = match k {
                 b"type" => (&mut out.ty, "type"),
@@ -289,44 +333,50 @@ pub fn check_fields_type(rec: &[u8], fields: Option<Raw>) -> Result<(), ScanErro
 /// written with escapes, the value's positions relative to `obj`. `f` returns false to stop.
 /// No allocation unless a key has escapes (decoded into `key_buf`).
 #[inline]
-pub fn object_members(
-    obj: &[u8],
-    key_buf: &mut Vec<u8>,
-    mut f: impl FnMut(&[u8], Raw) -> bool,
-) -> Result<(), ScanError> {
-    let mut i = skip_ws(obj, 0);
-    if obj.get(i) != Some(&b'{') {
+pub fn object_members(obj: &[u8], key_buf: &mut Vec<u8>, f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), ScanError> {
+    walk_object(obj, skip_ws(obj, 0), key_buf, f).map(|_| ())
+}
+
+/// The object at `b[i]`, member by member as in [`object_members`] (positions in `b`), checked
+/// as JSON like [`skip_nested`] checks it (its values one level deeper); the index after its
+/// closing brace, or `None` when `f` stopped the walk.
+#[inline]
+fn walk_object(b: &[u8], mut i: usize, key_buf: &mut Vec<u8>, mut f: impl FnMut(&[u8], Raw) -> bool) -> Result<Option<usize>, ScanError> {
+    if b.get(i) != Some(&b'{') {
         return Err(ScanError::NotObject);
     }
-    i = skip_ws(obj, i + 1);
-    if obj.get(i) == Some(&b'}') {
-        return Ok(());
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Ok(Some(i + 1));
     }
     loop {
-        if obj.get(i) != Some(&b'"') {
+        if b.get(i) != Some(&b'"') {
             return Err(ScanError::Malformed(i));
         }
-        let (kend, key_escaped) = skip_string(obj, i)?;
+        let (kend, key_escaped) = skip_string(b, i)?;
         let key = if key_escaped {
             key_buf.clear();
-            unescape_into(&obj[i + 1..kend - 1], key_buf);
+            unescape_into(&b[i + 1..kend - 1], key_buf);
             &key_buf[..]
         } else {
-            &obj[i + 1..kend - 1]
+            &b[i + 1..kend - 1]
         };
-        i = skip_ws(obj, kend);
-        if obj.get(i) != Some(&b':') {
+        i = skip_ws(b, kend);
+        if b.get(i) != Some(&b':') {
             return Err(ScanError::Malformed(i));
         }
-        i = skip_ws(obj, i + 1);
-        let raw = skip_value(obj, i)?;
+        i = skip_ws(b, i + 1);
+        let raw = match b.get(i) {
+            Some(b'{' | b'[') => Raw { start: i, end: skip_nested_within(b, i, MAX_DEPTH - 1)?, is_string: false, escaped: false },
+            _ => skip_value(b, i)?,
+        };
         if !f(key, raw) {
-            return Ok(());
+            return Ok(None);
         }
-        i = skip_ws(obj, raw.end);
-        match obj.get(i) {
-            Some(b',') => i = skip_ws(obj, i + 1),
-            Some(b'}') => return Ok(()),
+        i = skip_ws(b, raw.end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Ok(Some(i + 1)),
             _ => return Err(ScanError::Malformed(i)),
         }
     }
@@ -482,6 +532,11 @@ const MAX_DEPTH: usize = 128;
 /// `b[i]` opens an object or array: check it as JSON (without building it) and return the
 /// index after its end. Iterative, with a fixed stack: no recursion for a hostile depth.
 fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    skip_nested_within(b, i, MAX_DEPTH)
+}
+
+/// [`skip_nested`] with at most `max_depth` levels of nesting.
+fn skip_nested_within(b: &[u8], i: usize, max_depth: usize) -> Result<usize, ScanError> {
     let mut stack = [0u8; MAX_DEPTH];
     let mut depth = 0usize;
     let mut j = i;
@@ -490,7 +545,7 @@ fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
         j = skip_ws(b, j);
         match b.get(j) {
             Some(&open @ (b'{' | b'[')) => {
-                if depth == MAX_DEPTH {
+                if depth == max_depth {
                     return Err(ScanError::Malformed(j));
                 }
                 stack[depth] = open;

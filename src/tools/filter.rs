@@ -136,14 +136,15 @@ impl Filter {
         Ok(Filter { keep, invert: args.invert_match, replace, wheres })
     }
 
-    /// Does a line with this text (and these raw `fields`) stay?
+    /// Does a line with this text stay? `rec` and `fields` are for --where: the record and its
+    /// `fields` member, whose members [`Where::see`] was shown while the record was scanned.
     #[inline]
-    pub fn keeps(&mut self, text: &[u8], fields: Option<&[u8]>) -> Result<bool, WhereError> {
+    pub fn keeps(&mut self, text: &[u8], rec: &[u8], fields: Option<scan::Raw>) -> Result<bool, WhereError> {
         let matched = match &self.keep {
             None => true,
             Some(re) => re.is_match(text),
         };
-        let holds = !matched || self.wheres.is_empty() || self.wheres.holds(fields)?;
+        let holds = !matched || self.wheres.is_empty() || self.wheres.finish(rec, fields)?;
         Ok((matched && holds) != self.invert)
     }
 
@@ -249,7 +250,16 @@ fn filter_record(
     text_buf: &mut Vec<u8>,
     ty_buf: &mut Vec<u8>,
 ) -> Outcome {
-    let fields = match scan::fields_scan(rec, filter.reads_text(), text_buf) {
+    let scanned = if filter.wheres.is_empty() {
+        scan::fields_scan(rec, filter.reads_text(), text_buf)
+    } else {
+        // The members --where reads are picked while the scanner checks `fields`: one pass.
+        let decode_line = filter.reads_text();
+        filter.wheres.begin();
+        let wheres = &mut filter.wheres;
+        scan::fields_scan_each(rec, decode_line, text_buf, |k, v| wheres.see(k, v))
+    };
+    let fields = match scanned {
         Ok(f) => f,
         Err(e) => return Outcome::Bad("", Some(e), None),
     };
@@ -274,7 +284,7 @@ fn filter_record(
         (None, Some(obj)) => (None, obj),
         _ => return Outcome::Bad("line record without a string \"line\" or a \"fields\" object", None, None),
     };
-    match filter.keeps(text, obj) {
+    match filter.keeps(text, rec, fields.fields) {
         Ok(true) => {}
         Ok(false) => return Outcome::Dropped,
         Err(e) => return Outcome::Bad("", None, Some(e)),
