@@ -35,6 +35,24 @@ pub fn check_scan(data: &[u8]) {
 fn check_one_record(rec: &[u8]) {
     let mut text = Vec::new();
     let ours = scan::fields_decoding_line(rec, &mut text);
+    // The one-pass walk that hands over the members of `fields` (s3s-filter --where) accepts and
+    // refuses exactly what the plain scan does, and hands over what a walk of `fields` finds.
+    let mut each = Vec::new();
+    let mut text2 = Vec::new();
+    let one_pass = scan::fields_scan_each(rec, true, &mut text2, |k, v| each.push((k.to_vec(), v)));
+    assert_eq!(one_pass.is_ok(), ours.is_ok(), "fields_scan_each and fields_decoding_line disagree on {rec:?}");
+    if let Ok(f) = &ours {
+        assert_eq!(text2, text, "{rec:?}");
+        if let Some(obj) = f.fields.filter(|o| rec[o.start] == b'{') {
+            let mut walked = Vec::new();
+            scan::object_members(&rec[obj.start..obj.end], &mut Vec::new(), |k, v| {
+                walked.push((k.to_vec(), scan::Raw { start: v.start + obj.start, end: v.end + obj.start, ..v }));
+                true
+            })
+            .expect("an accepted fields object walks");
+            assert_eq!(each, walked, "members of fields in {rec:?}");
+        }
+    }
     let theirs = serde_json::from_slice::<Value>(rec);
     // serde_json refuses a number beyond f64's range ("number out of range", e.g. 1E4444); JSON
     // allows any size, jq and Python read it: the scanner passes it through, and a stage that

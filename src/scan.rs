@@ -367,7 +367,8 @@ fn walk_object(b: &[u8], mut i: usize, key_buf: &mut Vec<u8>, mut f: impl FnMut(
         }
         i = skip_ws(b, i + 1);
         let raw = match b.get(i) {
-            Some(b'{' | b'[') => Raw { start: i, end: skip_nested_within(b, i, MAX_DEPTH - 1)?, is_string: false, escaped: false },
+            // A member of a value of the record: two levels below it.
+            Some(b'{' | b'[') => Raw { start: i, end: skip_nested_within(b, i, MAX_DEPTH - 2)?, is_string: false, escaped: false },
             _ => skip_value(b, i)?,
         };
         if !f(key, raw) {
@@ -526,13 +527,16 @@ fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
     }
 }
 
-/// How deep objects and arrays may nest (serde_json's own limit).
-const MAX_DEPTH: usize = 128;
+/// How deep objects and arrays may nest, the record itself included: serde_json's own limit (it
+/// refuses the 128th level; 128 levels below the record were accepted before, found by the
+/// depth test of `fields_members_in_one_pass`).
+const MAX_DEPTH: usize = 127;
 
-/// `b[i]` opens an object or array: check it as JSON (without building it) and return the
-/// index after its end. Iterative, with a fixed stack: no recursion for a hostile depth.
+/// `b[i]` opens an object or array, a value of the record: check it as JSON (without building
+/// it) and return the index after its end. Iterative, with a fixed stack: no recursion for a
+/// hostile depth.
 fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
-    skip_nested_within(b, i, MAX_DEPTH)
+    skip_nested_within(b, i, MAX_DEPTH - 1)
 }
 
 /// [`skip_nested`] with at most `max_depth` levels of nesting.
@@ -762,6 +766,33 @@ mod tests {
         assert!(fields(br#"{"type":"x"} trailing"#).is_err());
         assert!(fields(br#"{"type":nope}"#).is_err());
         assert!(fields(br#" { "type" : "x" , "b" : [ ] } "#).is_ok());
+    }
+
+    #[test]
+    fn fields_members_in_one_pass() {
+        let rec = br#"{"type":"line","n":1,"fields":{"a":1,"b\u0020c":{"d":[1,"}"]},"e":"x\"y"},"@timestamp":"t"}"#;
+        let mut seen = Vec::new();
+        let f = fields_scan_each(rec, false, &mut Vec::new(), |k, v| seen.push((k.to_vec(), rec[v.start..v.end].to_vec()))).unwrap();
+        assert_eq!(f.timestamp.unwrap().content(rec), b"t");
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("b c", r#"{"d":[1,"}"]}"#), ("e", r#""x\"y""#)]
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(seen, want);
+        assert_eq!(fields(br#"{"type":"line","fields":[]}"#).unwrap_err(), ScanError::WrongType("fields", "an object"));
+        assert!(fields(br#"{"type":"other","fields":[]}"#).is_ok());
+        // The same depth limit as serde_json's, in `fields` or in any other member.
+        for depth in 124..=130 {
+            let nested = "[".repeat(depth - 1) + &"]".repeat(depth - 1);
+            let rec = format!(r#"{{"type":"line","fields":{{"a":{nested}}}}}"#);
+            let plain = fields(rec.as_bytes()).is_ok();
+            let each = fields_scan_each(rec.as_bytes(), false, &mut Vec::new(), |_, _| {}).is_ok();
+            let serde = serde_json::from_str::<serde_json::Value>(&rec).is_ok();
+            assert_eq!((plain, each), (serde, serde), "depth {depth}");
+            let other = format!(r#"{{"type":"line","x":{nested}}}"#);
+            let serde = serde_json::from_str::<serde_json::Value>(&other).is_ok();
+            assert_eq!(fields(other.as_bytes()).is_ok(), serde, "depth {depth}");
+        }
     }
 
     #[test]
