@@ -45,12 +45,21 @@ fn nested(obj: &[u8], name: &[u8], key_buf: &mut Vec<u8>) -> Result<Option<Raw>,
 enum Op {
     Eq(Operand),
     Ne(Operand),
-    Lt(f64),
-    Le(f64),
-    Gt(f64),
-    Ge(f64),
+    Lt(Bound),
+    Le(Bound),
+    Gt(Bound),
+    Ge(Bound),
     Match(Regex),
     NoMatch(Regex),
+}
+
+/// The right-hand side of an ordering: a number, or a time (RFC 3339, compared as a time:
+/// `@timestamp>=2019-12-04T21:00:00Z`).
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Num(f64),
+    /// Milliseconds since the epoch.
+    Time(i64),
 }
 
 /// The right-hand side of `=` and `!=`: its text, and its number when it is one.
@@ -125,6 +134,12 @@ impl Where {
             let number = || {
                 value.trim().parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| format!("{expr:?}: {value:?} is not a number"))
             };
+            let bound = || match number() {
+                Ok(n) => Ok(Bound::Num(n)),
+                Err(_) => crate::clock::parse_ms(value.trim().as_bytes())
+                    .map(Bound::Time)
+                    .ok_or_else(|| format!("{expr:?}: {value:?} is neither a number nor an RFC 3339 time")),
+            };
             let regex = || {
                 RegexBuilder::new(value).case_insensitive(ignore_case).build().map_err(|e| format!("{expr:?}: invalid regex: {e}"))
             };
@@ -132,11 +147,11 @@ impl Where {
             let op = match code {
                 1 => Op::Ne(operand()),
                 2 => Op::NoMatch(regex()?),
-                3 => Op::Ge(number()?),
-                4 => Op::Le(number()?),
+                3 => Op::Ge(bound()?),
+                4 => Op::Le(bound()?),
                 5 => Op::Eq(operand()),
-                6 => Op::Gt(number()?),
-                7 => Op::Lt(number()?),
+                6 => Op::Gt(bound()?),
+                7 => Op::Lt(bound()?),
                 _ => Op::Match(regex()?),
             };
             preds.push(Predicate { name: name.into_bytes(), op });
@@ -165,7 +180,7 @@ impl Where {
         self.key_buf = key_buf;
         walked?;
         let whole = Raw { start: 0, end: obj.len(), is_string: false, escaped: false };
-        self.finish(obj, Some(whole))
+        self.finish(obj, Some(whole), None)
     }
 
     /// A new record: forget the members seen.
@@ -190,8 +205,9 @@ impl Where {
     }
 
     /// Every member seen: does every predicate hold? `fields` is the record's `fields` object
-    /// in `rec` (`None`: the record has none, and no predicate holds).
-    pub fn finish(&mut self, rec: &[u8], fields: Option<Raw>) -> Result<bool, WhereError> {
+    /// in `rec` (`None`: the record has none, and no predicate holds); `timestamp` its
+    /// `@timestamp`, which FIELD `@timestamp` names when `fields` has no member of that name.
+    pub fn finish(&mut self, rec: &[u8], fields: Option<Raw>, timestamp: Option<Raw>) -> Result<bool, WhereError> {
         let Some(f) = fields else { return Ok(false) };
         if let Some(i) = self.dup {
             return Err(WhereError::Duplicate(String::from_utf8_lossy(&self.preds[i].name).into_owned()));
@@ -199,6 +215,9 @@ impl Where {
         for i in 0..self.preds.len() {
             let ok = match self.found[i] {
                 Some(v) => test(&self.preds[i].op, rec, v, &mut self.scratch),
+                None if self.preds[i].name == b"@timestamp" => {
+                    timestamp.is_some_and(|t| test(&self.preds[i].op, rec, t, &mut self.scratch))
+                }
                 None if self.preds[i].name.contains(&b'.') => {
                     let obj = &rec[f.start..f.end];
                     match nested(obj, &self.preds[i].name, &mut self.key_buf)? {
@@ -249,6 +268,17 @@ fn parse_number(t: &[u8]) -> Option<f64> {
     std::str::from_utf8(t).ok()?.trim().parse::<f64>().ok().filter(|n| !n.is_nan())
 }
 
+/// How the value compares with the bound: as numbers, or as times (a string that is RFC 3339
+/// text); `None` when it is neither.
+#[inline]
+fn order(obj: &[u8], v: Raw, b: Bound, scratch: &mut Vec<u8>) -> Option<std::cmp::Ordering> {
+    match b {
+        Bound::Num(n) => number(obj, v, scratch)?.partial_cmp(&n),
+        Bound::Time(t) if v.is_string => Some(crate::clock::parse_ms(text(obj, v, scratch))?.cmp(&t)),
+        Bound::Time(_) => None,
+    }
+}
+
 #[inline]
 fn test(op: &Op, obj: &[u8], v: Raw, scratch: &mut Vec<u8>) -> bool {
     let is_number = !v.is_string && matches!(obj[v.start], b'-' | b'0'..=b'9');
@@ -259,10 +289,10 @@ fn test(op: &Op, obj: &[u8], v: Raw, scratch: &mut Vec<u8>) -> bool {
     match op {
         Op::Eq(o) => equal(o, scratch),
         Op::Ne(o) => !equal(o, scratch),
-        Op::Lt(n) => number(obj, v, scratch).is_some_and(|x| x < *n),
-        Op::Le(n) => number(obj, v, scratch).is_some_and(|x| x <= *n),
-        Op::Gt(n) => number(obj, v, scratch).is_some_and(|x| x > *n),
-        Op::Ge(n) => number(obj, v, scratch).is_some_and(|x| x >= *n),
+        Op::Lt(b) => order(obj, v, *b, scratch).is_some_and(std::cmp::Ordering::is_lt),
+        Op::Le(b) => order(obj, v, *b, scratch).is_some_and(std::cmp::Ordering::is_le),
+        Op::Gt(b) => order(obj, v, *b, scratch).is_some_and(std::cmp::Ordering::is_gt),
+        Op::Ge(b) => order(obj, v, *b, scratch).is_some_and(std::cmp::Ordering::is_ge),
         Op::Match(re) => re.is_match(text(obj, v, scratch)),
         Op::NoMatch(re) => !re.is_match(text(obj, v, scratch)),
     }
@@ -308,11 +338,37 @@ mod tests {
         assert!(matches!(holds(&["a=1"], r#"{"a":1,"a":2}"#), Err(WhereError::Duplicate(_))));
         assert_eq!(holds(&["b=1"], r#"{"a":1,"a":2,"b":1}"#), Ok(true));
         assert_eq!(Where::new(&["a=1".into()], false).unwrap().holds(None), Ok(false));
+        // Times: an RFC 3339 bound compares times (fractions and offsets read, not the text).
+        let t = r#"{"t":"2019-12-04T21:02:31.5Z","u":"2019-12-04T22:02:31+01:00","n":5}"#;
+        assert_eq!(holds(&["t>2019-12-04T21:02:31Z", "t<2019-12-04T21:02:32Z"], t), Ok(true));
+        assert_eq!(holds(&["u>=2019-12-04T21:02:31Z", "u<=2019-12-04T21:02:31Z"], t), Ok(true));
+        assert_eq!(holds(&["n>=2019-12-04T21:02:31Z"], t), Ok(false));
+        assert_eq!(holds(&["n<2019-12-04T21:02:31Z"], t), Ok(false));
+    }
+
+    #[test]
+    fn the_records_timestamp() {
+        let rec = br#"{"@timestamp":"2019-12-04T21:02:31Z","fields":{"a":1}}"#;
+        let at = |pat: &[u8]| rec.windows(pat.len()).position(|w| w == pat).unwrap();
+        let f = Raw { start: at(b"{\"a\""), end: rec.len() - 1, is_string: false, escaped: false };
+        let ts = Raw { start: at(b"\"2019"), end: at(b",\"fields"), is_string: true, escaped: false };
+        let one = Raw { start: at(b"1}"), end: at(b"1}") + 1, is_string: false, escaped: false };
+        assert_eq!(&rec[f.start..f.end], br#"{"a":1}"#);
+        let mut w = Where::new(&["@timestamp>=2019-12-04T21:00:00Z".into(), "a=1".into()], false).unwrap();
+        w.begin();
+        w.see(b"a", one);
+        assert_eq!(w.finish(rec, Some(f), Some(ts)), Ok(true));
+        w.begin();
+        w.see(b"a", one);
+        assert_eq!(w.finish(rec, Some(f), None), Ok(false));
+        let mut w = Where::new(&["@timestamp<2019-12-04T21:00:00Z".into()], false).unwrap();
+        w.begin();
+        assert_eq!(w.finish(rec, Some(f), Some(ts)), Ok(false));
     }
 
     #[test]
     fn parse_errors() {
-        for bad in ["", "=1", "a", "a>x", "a~(", "'a=1", "a>=", "\"\"=1"] {
+        for bad in ["", "=1", "a", "a>x", "a~(", "'a=1", "a>=", "\"\"=1", "a<2019-13-01T00:00:00Z"] {
             assert!(Where::new(&[bad.to_string()], false).is_err(), "{bad}");
         }
         let w = Where::new(&["\"a=b\"=c".to_string(), "x y = z".to_string()], false).unwrap();

@@ -1,5 +1,5 @@
 complete -c s3s-filter -s e -l regexp -d 'Keep lines matching REGEX (repeatable: any match keeps the line)' -r
-complete -c s3s-filter -s w -l where -d 'Keep lines whose parsed fields pass EXPR: FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N, FIELD<N, FIELD~REGEX, FIELD!~REGEX (repeatable: all must hold; with -e, both)' -r
+complete -c s3s-filter -s w -l where -d 'Keep lines whose parsed fields pass EXPR: FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N, FIELD<N (N a number or an RFC 3339 time), FIELD~REGEX, FIELD!~REGEX (repeatable: all must hold; with -e, both)' -r
 complete -c s3s-filter -l replace -d 'Rewrite kept lines: every match of REGEX becomes REPLACEMENT (`$1`, `${name}` for groups). Repeatable; applied in order' -r
 complete -c s3s-filter -l drain-timeout -d 'After SIGTERM/SIGINT (or at the end of input, for the publishers), finish what is in flight for at most this long (e.g. 30s, 500ms, 2m); what is unfinished then is not forwarded and comes back through SQS' -r
 complete -c s3s-filter -l metrics-addr -d 'Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a free port, shown by `s3s-status`)' -r

@@ -30,8 +30,9 @@ const TOOL: &str = "s3s-filter";
 ///
 /// --where EXPR tests one member of the record's `fields` object: FIELD=VALUE and FIELD!=VALUE
 /// (a string's text, or a number's value when VALUE is a number: sc-status=200 matches 200 and
-/// 200.0), FIELD>=N, FIELD<=N, FIELD>N, FIELD<N (numbers, and strings that hold one),
-/// FIELD~REGEX and FIELD!~REGEX (a string's text, else the value's JSON text). VALUE is all that
+/// 200.0), FIELD>=N, FIELD<=N, FIELD>N, FIELD<N (numbers, and strings that hold one; times
+/// when N is RFC 3339 text: `@timestamp>=2019-12-04T21:00:00Z`, where FIELD @timestamp is the
+/// record's own unless `fields` has such a member), FIELD~REGEX and FIELD!~REGEX (a string's text, else the value's JSON text). VALUE is all that
 /// follows the operator. Quote FIELD when it holds one of = ! < > ~ ('"a=b"=1'); a dotted FIELD
 /// that is not itself a member reaches into nested objects (userIdentity.type). A record without
 /// that field (or without `fields`) fails the test, whatever the operator: `FIELD!=VALUE` keeps
@@ -57,6 +58,7 @@ const TOOL: &str = "s3s-filter";
     s3s-parse | s3s-filter --where 'sc-status>=500'                  # parsed fields
     s3s-filter --where 'cs-method=GET' --where 'cs(User-Agent)~(?i)bot'
     s3s-filter --where 'eventSource=s3.amazonaws.com' --where 'userIdentity.type!=AWSService'
+    s3s-filter --where '@timestamp>=2019-12-04T21:00:00Z' --where '@timestamp<2019-12-04T22:00:00Z'
     jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))'   # the same contract, with jq
 
 ENVIRONMENT:
@@ -72,7 +74,8 @@ pub struct Args {
     pub regexps: Vec<String>,
 
     /// Keep lines whose parsed fields pass EXPR: FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N,
-    /// FIELD>N, FIELD<N, FIELD~REGEX, FIELD!~REGEX (repeatable: all must hold; with -e, both).
+    /// FIELD>N, FIELD<N (N a number or an RFC 3339 time), FIELD~REGEX, FIELD!~REGEX (repeatable:
+    /// all must hold; with -e, both).
     #[arg(short = 'w', long = "where", value_name = "EXPR")]
     pub wheres: Vec<String>,
 
@@ -137,14 +140,14 @@ impl Filter {
     }
 
     /// Does a line with this text stay? `rec` and `fields` are for --where: the record and its
-    /// `fields` member, whose members [`Where::see`] was shown while the record was scanned.
+    /// scanned members (`fields`, whose members [`Where::see`] was shown, and `@timestamp`).
     #[inline]
-    pub fn keeps(&mut self, text: &[u8], rec: &[u8], fields: Option<scan::Raw>) -> Result<bool, WhereError> {
+    pub fn keeps(&mut self, text: &[u8], rec: &[u8], fields: &scan::Fields) -> Result<bool, WhereError> {
         let matched = match &self.keep {
             None => true,
             Some(re) => re.is_match(text),
         };
-        let holds = !matched || self.wheres.is_empty() || self.wheres.finish(rec, fields)?;
+        let holds = !matched || self.wheres.is_empty() || self.wheres.finish(rec, fields.fields, fields.timestamp)?;
         Ok((matched && holds) != self.invert)
     }
 
@@ -284,7 +287,7 @@ fn filter_record(
         (None, Some(obj)) => (None, obj),
         _ => return Outcome::Bad("line record without a string \"line\" or a \"fields\" object", None, None),
     };
-    match filter.keeps(text, rec, fields.fields) {
+    match filter.keeps(text, rec, &fields) {
         Ok(true) => {}
         Ok(false) => return Outcome::Dropped,
         Err(e) => return Outcome::Bad("", None, Some(e)),
