@@ -15,7 +15,7 @@ use serde_json::Value;
 use s3s::scan::{self, ScanError};
 
 /// The record scanner agrees with serde_json: a record it accepts is JSON, with the same `type`,
-/// `line`, `n`, `bucket`, `key` and `file`; a JSON object it refuses is refused for a reason JSON
+/// `line`, `n`, `bucket`, `key`, `file`, `fields` and `@timestamp`; a JSON object it refuses is refused for a reason JSON
 /// parsers do not check (a duplicate member, a missing or mistyped envelope member).
 pub fn check_scan(data: &[u8]) {
     for rec in data.split(|&b| b == b'\n') {
@@ -35,6 +35,24 @@ pub fn check_scan(data: &[u8]) {
 fn check_one_record(rec: &[u8]) {
     let mut text = Vec::new();
     let ours = scan::fields_decoding_line(rec, &mut text);
+    // The one-pass walk that hands over the members of `fields` (s3s-filter --where) accepts and
+    // refuses exactly what the plain scan does, and hands over what a walk of `fields` finds.
+    let mut each = Vec::new();
+    let mut text2 = Vec::new();
+    let one_pass = scan::fields_scan_each(rec, true, &mut text2, |k, v| each.push((k.to_vec(), v)));
+    assert_eq!(one_pass.is_ok(), ours.is_ok(), "fields_scan_each and fields_decoding_line disagree on {rec:?}");
+    if let Ok(f) = &ours {
+        assert_eq!(text2, text, "{rec:?}");
+        if let Some(obj) = f.fields.filter(|o| rec[o.start] == b'{') {
+            let mut walked = Vec::new();
+            scan::object_members(&rec[obj.start..obj.end], &mut Vec::new(), |k, v| {
+                walked.push((k.to_vec(), scan::Raw { start: v.start + obj.start, end: v.end + obj.start, ..v }));
+                true
+            })
+            .expect("an accepted fields object walks");
+            assert_eq!(each, walked, "members of fields in {rec:?}");
+        }
+    }
     let theirs = serde_json::from_slice::<Value>(rec);
     // serde_json refuses a number beyond f64's range ("number out of range", e.g. 1E4444); JSON
     // allows any size, jq and Python read it: the scanner passes it through, and a stage that
@@ -60,7 +78,13 @@ fn check_one_record(rec: &[u8]) {
             if f.n.is_some() && envelope {
                 assert!(m.get("n").and_then(Value::as_u64).is_some_and(|n| n >= 1), "n of {rec:?}");
             }
-            for (name, raw) in [("bucket", f.bucket), ("key", f.key), ("file", f.file)] {
+            if let Some(raw) = f.fields {
+                let theirs = m.get("fields").expect("fields");
+                let ours: Value = serde_json::from_slice(&rec[raw.start..raw.end]).expect("fields is JSON");
+                assert_eq!(&ours, theirs, "fields of {rec:?}");
+                assert!(!envelope || theirs.is_object(), "fields of {rec:?}");
+            }
+            for (name, raw) in [("bucket", f.bucket), ("key", f.key), ("file", f.file), ("@timestamp", f.timestamp)] {
                 if let Some(raw) = raw.filter(|r| r.is_string) {
                     let mut decoded = Vec::new();
                     scan::unescape_into(raw.content(rec), &mut decoded);
@@ -74,6 +98,7 @@ fn check_one_record(rec: &[u8]) {
                 ScanError::NoType => !m.get("type").is_some_and(Value::is_string),
                 ScanError::WrongType(name, _) => match *name {
                     "n" => m.get("n").and_then(Value::as_u64).is_none_or(|n| n < 1),
+                    "fields" => !m.get("fields").is_some_and(Value::is_object),
                     other => !m.get(other).is_some_and(Value::is_string),
                 },
                 _ => false,

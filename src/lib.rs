@@ -6,7 +6,8 @@
 //! - the publishers' driver and toolkit ([`sink`]), object bodies to lines ([`decode`]), AWS
 //!   access ([`aws`]: clients, S3 bodies, SQS visibility leases), SQS bodies ([`notify`]);
 //! - the contract and its framing: the NDJSON envelope ([`envelope`], `man/s3s.7`), the record
-//!   scanner ([`scan`]), stdin/stdout ([`io`]), the runs log ([`runs`]);
+//!   scanner ([`scan`]) and the lookup of parsed fields ([`predicate`]: `--where`), stdin/stdout
+//!   ([`io`]), the runs log ([`runs`]);
 //! - what every stage shares: CLI conventions and exit codes ([`cli`]), metrics ([`metrics`]),
 //!   signals and draining ([`signals`], [`shutdown`]), time ([`clock`]), durations
 //!   ([`duration`]), backoff ([`backoff`]), dead-letter files ([`dead_letter`]), the host name
@@ -25,6 +26,7 @@ pub mod io;
 pub mod man;
 pub mod metrics;
 pub mod notify;
+pub mod predicate;
 pub mod runs;
 pub mod scan;
 pub mod shutdown;

@@ -33,6 +33,9 @@ pub enum ScanError {
     /// (jq and serde_json take the last, some the first), so the record is refused.
     #[error("duplicate \"{0}\" member")]
     Duplicate(&'static str),
+    /// A member of `fields` that the stage reads appears twice in that object (same reason).
+    #[error("duplicate member in \"fields\"")]
+    DuplicateField,
     /// A member that the stage reads has the wrong JSON type (e.g. `"n":"2"`).
     #[error("\"{0}\" is not {1}")]
     WrongType(&'static str, &'static str),
@@ -71,6 +74,19 @@ pub fn members_decoding(
     rec: &[u8],
     decode: impl Fn(&[u8]) -> bool,
     text: &mut Vec<u8>,
+    f: impl FnMut(&[u8], Raw) -> bool,
+) -> Result<(), ScanError> {
+    members_impl(rec, decode, text, None::<&mut fn(&[u8], Raw)>, f)
+}
+
+/// The one walk behind [`members_decoding`] and [`fields_scan_each`]: with `each_field`, the
+/// members of a `fields` object are handed over while that object is checked (no second pass).
+#[inline(always)]
+fn members_impl<N: FnMut(&[u8], Raw)>(
+    rec: &[u8],
+    decode: impl Fn(&[u8]) -> bool,
+    text: &mut Vec<u8>,
+    mut each_field: Option<&mut N>,
     mut f: impl FnMut(&[u8], Raw) -> bool,
 ) -> Result<(), ScanError> {
     check_bytes(rec)?;
@@ -104,6 +120,14 @@ pub fn members_decoding(
         let raw = if rec.get(i) == Some(&b'"') && decode(key) {
             let (end, escaped) = decode_string(rec, i, text)?;
             Raw { start: i, end, is_string: true, escaped }
+        } else if let Some(n) = each_field.as_mut().filter(|_| key == b"fields" && rec.get(i) == Some(&b'{')) {
+            let mut nested_keys = Vec::new();
+            let end = walk_object(rec, i, &mut nested_keys, |k, v| {
+                n(k, v);
+                true
+            })?
+            .expect("never stopped");
+            Raw { start: i, end, is_string: false, escaped: false }
         } else {
             skip_value(rec, i)?
         };
@@ -176,31 +200,56 @@ pub struct Fields {
     pub key: Option<Raw>,
     pub file: Option<Raw>,
     pub n: Option<Raw>,
+    /// The parsed fields of a line (`s3s-parse`): a JSON object, kept raw.
+    pub fields: Option<Raw>,
+    /// The line's own time (`s3s-parse`), as it came (a string by the contract, not checked).
+    pub timestamp: Option<Raw>,
 }
 
-/// Find `type` and `line` (and the object's `bucket`, `key`, `file`, and `n`) at the top level
-/// of `rec`, checking the whole record's structure.
+/// Find `type` and `line` (and the object's `bucket`, `key`, `file`, `n`, `fields` and
+/// `@timestamp`) at the top level of `rec`, checking the whole record's structure.
 pub fn fields(rec: &[u8]) -> Result<Fields, ScanError> {
-    // The line is checked, not unescaped: s3s-ack read every line this way into a new buffer,
-    // a quarter of its time (issue 16).
-    fields_with(rec, false, &mut Vec::new())
+    fields_scan(rec, false, &mut Vec::new())
 }
 
 /// Like [`fields`], and a string `line` value is unescaped into `text` (cleared first) while it
 /// is scanned: one pass over the line instead of two.
 pub fn fields_decoding_line(rec: &[u8], text: &mut Vec<u8>) -> Result<Fields, ScanError> {
-    fields_with(rec, true, text)
+    fields_scan(rec, true, text)
+}
+
+/// [`fields`] or [`fields_decoding_line`], as `decode_line` says (`text` is cleared either way).
+pub fn fields_scan(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fields, ScanError> {
+    fields_impl(rec, decode_line, text, None::<&mut fn(&[u8], Raw)>)
+}
+
+/// Like [`fields_scan`], and every member of the record's `fields` object is handed to
+/// `each_field(name, value)` (value positions in `rec`) while that object is checked: one pass.
+/// A record with two `fields` members hands over both (and is refused: `Duplicate`).
+pub fn fields_scan_each(
+    rec: &[u8],
+    decode_line: bool,
+    text: &mut Vec<u8>,
+    mut each_field: impl FnMut(&[u8], Raw),
+) -> Result<Fields, ScanError> {
+    fields_impl(rec, decode_line, text, Some(&mut each_field))
 }
 
 #[inline(always)]
-fn fields_with(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fields, ScanError> {
+fn fields_impl<N: FnMut(&[u8], Raw)>(
+    rec: &[u8],
+    decode_line: bool,
+    text: &mut Vec<u8>,
+    each_field: Option<&mut N>,
+) -> Result<Fields, ScanError> {
     let mut out = Fields::default();
     let mut dup = None;
     text.clear();
-    members_decoding(
+    members_impl(
         rec,
         |k| decode_line && k == b"line",
         text,
+        each_field,
         |k, v| {
             let (slot, name) = match k {
                 b"type" => (&mut out.ty, "type"),
@@ -209,6 +258,8 @@ fn fields_with(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fiel
                 b"key" => (&mut out.key, "key"),
                 b"file" => (&mut out.file, "file"),
                 b"n" => (&mut out.n, "n"),
+                b"fields" => (&mut out.fields, "fields"),
+                b"@timestamp" => (&mut out.timestamp, "@timestamp"),
                 _ => return true,
             };
             if slot.is_some() {
@@ -226,6 +277,7 @@ fn fields_with(rec: &[u8], decode_line: bool, text: &mut Vec<u8>) -> Result<Fiel
         Some(t) if t.is_string => {
             if is_envelope_type(rec, t) {
                 check_envelope_types(rec, out.bucket, out.key, out.file, out.n)?;
+                check_fields_type(rec, out.fields)?;
             }
             Ok(out)
         }
@@ -270,6 +322,88 @@ pub fn check_envelope_types(
         }
     }
     Ok(())
+}
+
+/// A `fields` member (of a `line`, `end` or `object` record) is a JSON object (s3s(7)).
+#[inline]
+pub fn check_fields_type(rec: &[u8], fields: Option<Raw>) -> Result<(), ScanError> {
+    match fields {
+        Some(f) if rec[f.start] != b'{' => Err(ScanError::WrongType("fields", "an object")),
+        _ => Ok(()),
+    }
+}
+
+/// Walk the members of a JSON object `obj` (a value the record scanner already accepted, e.g.
+/// the bytes of a `fields` member): `f(key, value)` per member, the key decoded when it was
+/// written with escapes, the value's positions relative to `obj`. `f` returns false to stop.
+/// No allocation unless a key has escapes (decoded into `key_buf`).
+#[inline]
+pub fn object_members(obj: &[u8], key_buf: &mut Vec<u8>, f: impl FnMut(&[u8], Raw) -> bool) -> Result<(), ScanError> {
+    walk_object(obj, skip_ws(obj, 0), key_buf, f).map(|_| ())
+}
+
+/// The object at `b[i]`, member by member as in [`object_members`] (positions in `b`), checked
+/// as JSON like [`skip_nested`] checks it (its values one level deeper); the index after its
+/// closing brace, or `None` when `f` stopped the walk.
+#[inline]
+fn walk_object(b: &[u8], mut i: usize, key_buf: &mut Vec<u8>, mut f: impl FnMut(&[u8], Raw) -> bool) -> Result<Option<usize>, ScanError> {
+    if b.get(i) != Some(&b'{') {
+        return Err(ScanError::NotObject);
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Ok(Some(i + 1));
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return Err(ScanError::Malformed(i));
+        }
+        let (kend, key_escaped) = skip_string(b, i)?;
+        let key = if key_escaped {
+            key_buf.clear();
+            unescape_into(&b[i + 1..kend - 1], key_buf);
+            &key_buf[..]
+        } else {
+            &b[i + 1..kend - 1]
+        };
+        i = skip_ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return Err(ScanError::Malformed(i));
+        }
+        i = skip_ws(b, i + 1);
+        let raw = match b.get(i) {
+            // A member of a value of the record: two levels below it.
+            Some(b'{' | b'[') => Raw { start: i, end: skip_nested_within(b, i, MAX_DEPTH - 2)?, is_string: false, escaped: false },
+            _ => skip_value(b, i)?,
+        };
+        if !f(key, raw) {
+            return Ok(None);
+        }
+        i = skip_ws(b, raw.end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Ok(Some(i + 1)),
+            _ => return Err(ScanError::Malformed(i)),
+        }
+    }
+}
+
+/// The member `name` of the JSON object `obj` (see [`object_members`]); `Err(Duplicate)` when
+/// it is there twice (JSON parsers disagree on which one counts).
+pub fn object_member(obj: &[u8], name: &[u8], key_buf: &mut Vec<u8>) -> Result<Option<Raw>, ScanError> {
+    let mut found = None;
+    let mut dup = false;
+    object_members(obj, key_buf, |k, v| {
+        if k == name {
+            if found.is_some() {
+                dup = true;
+                return false;
+            }
+            found = Some(v);
+        }
+        true
+    })?;
+    if dup { Err(ScanError::DuplicateField) } else { Ok(found) }
 }
 
 /// The `type` of a record as bytes (unescaped only when it has escapes, which it never has
@@ -398,12 +532,20 @@ fn skip_value(b: &[u8], i: usize) -> Result<Raw, ScanError> {
     }
 }
 
-/// How deep objects and arrays may nest (serde_json's own limit).
-const MAX_DEPTH: usize = 128;
+/// How deep objects and arrays may nest, the record itself included: serde_json's own limit (it
+/// refuses the 128th level; 128 levels below the record were accepted before, found by the
+/// depth test of `fields_members_in_one_pass`).
+const MAX_DEPTH: usize = 127;
 
-/// `b[i]` opens an object or array: check it as JSON (without building it) and return the
-/// index after its end. Iterative, with a fixed stack: no recursion for a hostile depth.
+/// `b[i]` opens an object or array, a value of the record: check it as JSON (without building
+/// it) and return the index after its end. Iterative, with a fixed stack: no recursion for a
+/// hostile depth.
 fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
+    skip_nested_within(b, i, MAX_DEPTH - 1)
+}
+
+/// [`skip_nested`] with at most `max_depth` levels of nesting.
+fn skip_nested_within(b: &[u8], i: usize, max_depth: usize) -> Result<usize, ScanError> {
     let mut stack = [0u8; MAX_DEPTH];
     let mut depth = 0usize;
     let mut j = i;
@@ -412,7 +554,7 @@ fn skip_nested(b: &[u8], i: usize) -> Result<usize, ScanError> {
         j = skip_ws(b, j);
         match b.get(j) {
             Some(&open @ (b'{' | b'[')) => {
-                if depth == MAX_DEPTH {
+                if depth == max_depth {
                     return Err(ScanError::Malformed(j));
                 }
                 stack[depth] = open;
@@ -629,6 +771,33 @@ mod tests {
         assert!(fields(br#"{"type":"x"} trailing"#).is_err());
         assert!(fields(br#"{"type":nope}"#).is_err());
         assert!(fields(br#" { "type" : "x" , "b" : [ ] } "#).is_ok());
+    }
+
+    #[test]
+    fn fields_members_in_one_pass() {
+        let rec = br#"{"type":"line","n":1,"fields":{"a":1,"b\u0020c":{"d":[1,"}"]},"e":"x\"y"},"@timestamp":"t"}"#;
+        let mut seen = Vec::new();
+        let f = fields_scan_each(rec, false, &mut Vec::new(), |k, v| seen.push((k.to_vec(), rec[v.start..v.end].to_vec()))).unwrap();
+        assert_eq!(f.timestamp.unwrap().content(rec), b"t");
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("b c", r#"{"d":[1,"}"]}"#), ("e", r#""x\"y""#)]
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(seen, want);
+        assert_eq!(fields(br#"{"type":"line","fields":[]}"#).unwrap_err(), ScanError::WrongType("fields", "an object"));
+        assert!(fields(br#"{"type":"other","fields":[]}"#).is_ok());
+        // The same depth limit as serde_json's, in `fields` or in any other member.
+        for depth in 124..=130 {
+            let nested = "[".repeat(depth - 1) + &"]".repeat(depth - 1);
+            let rec = format!(r#"{{"type":"line","fields":{{"a":{nested}}}}}"#);
+            let plain = fields(rec.as_bytes()).is_ok();
+            let each = fields_scan_each(rec.as_bytes(), false, &mut Vec::new(), |_, _| {}).is_ok();
+            let serde = serde_json::from_str::<serde_json::Value>(&rec).is_ok();
+            assert_eq!((plain, each), (serde, serde), "depth {depth}");
+            let other = format!(r#"{{"type":"line","x":{nested}}}"#);
+            let serde = serde_json::from_str::<serde_json::Value>(&other).is_ok();
+            assert_eq!(fields(other.as_bytes()).is_ok(), serde, "depth {depth}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ complete -c s3s-gelf -l chunk-size -d 'Largest UDP datagram in bytes, chunk head
 complete -c s3s-gelf -l host -d 'The host field (default: this machine\'s name)' -r
 complete -c s3s-gelf -l level -d 'The level field: a syslog severity name or number (emerg .. debug, 0-7)' -r
 complete -c s3s-gelf -l field -d 'Add an additional field to every message: NAME=VALUE, sent as _NAME (repeatable)' -r
-complete -c s3s-gelf -l time-field -d 'Top-level field of line records holding the event time (RFC 3339 text or Unix seconds)' -r
+complete -c s3s-gelf -l time-field -d 'The field of line records holding the event time (RFC 3339 text or Unix seconds): a top-level member, else a member of "fields" (default: "@timestamp", then "event_time")' -r
 complete -c s3s-gelf -l dead-letter -d 'Append messages too large for 128 UDP chunks to FILE (one GELF JSON a line) instead of failing their object' -r -F
 complete -c s3s-gelf -l resend-window -d 'Bytes of already written messages kept to send again after a TCP/TLS reconnect. Lines are lost on a receiver restart only if more than this was unread (socket buffers at both ends, Linux: tcp_wmem\'s and the receiver\'s tcp_rmem\'s largest size)' -r
 complete -c s3s-gelf -l max-rate -d 'Send at most N messages per second (0: no limit); useful with UDP, whose receivers drop what they cannot keep up with' -r

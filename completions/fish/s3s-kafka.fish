@@ -3,10 +3,11 @@ complete -c s3s-kafka -s t -l topic -d 'Topic to produce to' -r
 complete -c s3s-kafka -s p -l partition -d 'Partition to produce to (default: librdkafka\'s partitioner: by key, sticky without one)' -r
 complete -c s3s-kafka -s X -d 'Set a librdkafka property (repeatable), passed on unchanged; wins over -F and the defaults' -r
 complete -c s3s-kafka -s F -l config-file -d 'Read librdkafka properties from FILE: one PROP=VALUE a line, # starts a comment (kcat -F)' -r -F
-complete -c s3s-kafka -l payload -d 'The message value: the line\'s text (raw), or the whole record as it came (json)' -r -f -a "raw\t'The line\'s text, JSON escapes decoded'
-json\t'The whole line record, byte for byte as it came'"
+complete -c s3s-kafka -l payload -d 'The message value: the line\'s text (raw), the whole record as it came (json), or the record\'s "fields" object as it came (fields; a line without one, such as a line s3s-parse could not parse, is sent as the whole record)' -r -f -a "raw\t'The line\'s text, JSON escapes decoded'
+json\t'The whole line record, byte for byte as it came'
+fields\t'The record\'s "fields" object (s3s-parse), byte for byte as it came; the whole record for a line without one'"
 complete -c s3s-kafka -s k -l key -d 'The same message key for every line' -r
-complete -c s3s-kafka -l key-field -d 'Key each message with this top-level field of its record (a string\'s text, or the JSON text of a number); no key when the field is missing or null' -r
+complete -c s3s-kafka -l key-field -d 'Key each message with this field of its record: a top-level member, else a member of its "fields" object (c-ip); a string\'s text, or the JSON text of a number; no key when the field is missing or null' -r
 complete -c s3s-kafka -s K -l key-delimiter -d 'Split each line at the first DELIM: the key before it, the value after it (kcat -K); a line without DELIM is all value, with no key' -r
 complete -c s3s-kafka -s H -l header -d 'Add a message header (repeatable)' -r
 complete -c s3s-kafka -l tls-ca -d 'CA certificates (PEM) to check the brokers\' certificates against, instead of the system\'s (ssl.ca.location)' -r -F

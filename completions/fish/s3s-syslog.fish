@@ -5,7 +5,7 @@ complete -c s3s-syslog -l framing -d 'Framing on stream transports: octet-counti
 lf\t'"MSG LF" (RFC 6587 3.4.2)'"
 complete -c s3s-syslog -l facility -d 'Facility: kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, alert, clock_daemon, local0 .. local7, or its number 0-23' -r
 complete -c s3s-syslog -l severity -d 'Severity of every message: emerg, alert, crit, err, warning, notice, info, debug, or its number 0-7' -r
-complete -c s3s-syslog -l severity-field -d 'Take each message\'s severity from this top-level field of its record (a name or a number as for --severity); --severity applies when the field is missing or not a severity' -r
+complete -c s3s-syslog -l severity-field -d 'Take each message\'s severity from this field of its record (a top-level member, else a member of "fields"; a name or a number as for --severity); --severity applies when the field is missing or not a severity' -r
 complete -c s3s-syslog -l app-name -d 'APP-NAME (the TAG in RFC 3164): up to 48 printable ASCII characters' -r
 complete -c s3s-syslog -l hostname -d 'HOSTNAME field (default: this machine\'s name)' -r
 complete -c s3s-syslog -l msgid -d 'MSGID field (RFC 5424 only): up to 32 printable ASCII characters; - for none' -r

@@ -29,6 +29,7 @@ fn read_loop<P: Publisher>(sh: &Watermark, mut publisher: P, field: Option<Vec<u
     let mut input = Input::stdin();
     let mut text = Vec::with_capacity(4096);
     let mut ty_scratch = Vec::new();
+    let mut key_buf = Vec::new();
     let mut dry: Vec<u8> = Vec::new();
     let mut objects = Objects::new();
     let mut published = 0u64;
@@ -74,23 +75,45 @@ fn read_loop<P: Publisher>(sh: &Watermark, mut publisher: P, field: Option<Vec<u
         };
         match kind(rec, s.ty.expect("scan_record checks type"), &mut ty_scratch) {
             Kind::Line => {
-                if !s.line.is_some_and(|l| l.is_string) {
+                let has_line = s.line.is_some_and(|l| l.is_string);
+                if !has_line && (s.line.is_some() || s.fields.is_none()) {
                     write_dry(&mut dry);
-                    report_bad_line(tool, number, "line record without a string \"line\"", rec);
-                    objects.malformed(sh, format!("stdin line {number}: line record without a string \"line\""));
+                    let why = "line record without a string \"line\" or a \"fields\" object";
+                    report_bad_line(tool, number, why, rec);
+                    objects.malformed(sh, format!("stdin line {number}: {why}"));
                     bad();
                     continue;
+                }
+                // The field asked for: a top-level member, else a member of `fields`.
+                let mut field_raw = s.field;
+                if let (Some(name), None, Some(f)) = (field, field_raw, s.fields) {
+                    match crate::predicate::lookup(&rec[f.start..f.end], name, &mut key_buf) {
+                        Ok(v) => field_raw = v.map(|v| Raw { start: f.start + v.start, end: f.start + v.end, ..v }),
+                        Err(e) => {
+                            write_dry(&mut dry);
+                            report_bad_line(tool, number, &e.to_string(), rec);
+                            objects.malformed(sh, format!("stdin line {number} malformed: {e}"));
+                            bad();
+                            continue;
+                        }
+                    }
                 }
                 let value = |r: Option<Raw>| r.map(|raw| Value { rec, raw });
                 let line = Line {
                     record: rec,
-                    text: &text,
+                    text: match (has_line, s.fields) {
+                        (false, Some(f)) => &rec[f.start..f.end],
+                        _ => &text[..],
+                    },
+                    has_line,
                     input_line: number,
                     bucket: value(s.bucket),
                     key: value(s.key),
                     file: value(s.file),
                     n: value(s.n),
-                    field: value(s.field),
+                    field: value(field_raw),
+                    fields: value(s.fields),
+                    timestamp: value(s.timestamp),
                 };
                 if all_dry || s.dry_run {
                     publisher.describe(&line, &mut dry);

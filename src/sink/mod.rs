@@ -136,8 +136,11 @@ impl<'a> Value<'a> {
 pub struct Line<'a> {
     /// The whole record as it came (without its newline).
     pub record: &'a [u8],
-    /// The line's text, JSON escapes decoded (valid UTF-8 when the record came from s3s-cat).
+    /// The line's text, JSON escapes decoded (valid UTF-8 when the record came from s3s-cat); for
+    /// a record without `line` (s3s-parse --drop-line), its `fields` object's JSON text.
     pub text: &'a [u8],
+    /// The record has a `line` (else `text` is its fields' JSON).
+    pub has_line: bool,
     /// Its line number on stdin (for messages).
     pub input_line: u64,
     /// The record's `bucket`, `key`, `file` and `n` fields, when present.
@@ -145,8 +148,13 @@ pub struct Line<'a> {
     pub key: Option<Value<'a>>,
     pub file: Option<Value<'a>>,
     pub n: Option<Value<'a>>,
-    /// The top-level field the publisher asked for in [`Driver::field`], when present.
+    /// The field the publisher asked for in [`Stage::field`], when present: the record's
+    /// top-level member of that name, else the member of that name in its `fields` object.
     pub field: Option<Value<'a>>,
+    /// The record's `fields` object (s3s-parse), raw.
+    pub fields: Option<Value<'a>>,
+    /// The record's `@timestamp` (s3s-parse: RFC 3339 text, UTC).
+    pub timestamp: Option<Value<'a>>,
 }
 
 /// Identifies one published line in the reports: its sequence number and its object's slot.
@@ -284,7 +292,8 @@ pub struct Stage<'a> {
     pub tool: &'static str,
     /// The shared flags.
     pub args: &'a SinkArgs,
-    /// A top-level field of line records the publisher wants (e.g. `--key-field`).
+    /// A field of line records the publisher wants (e.g. `--key-field`): a top-level member,
+    /// else a member of the record's `fields` object.
     pub field: Option<String>,
     /// What keeps waiting records' sources alive (SQS visibility); `None`: nothing to keep.
     pub hold: Option<Arc<dyn Hold>>,

@@ -14,6 +14,9 @@ pub(super) struct Scanned {
     pub(super) n: Option<Raw>,
     pub(super) dry_run: bool,
     pub(super) field: Option<Raw>,
+    /// The parsed fields (an object) and the line's own time, from s3s-parse.
+    pub(super) fields: Option<Raw>,
+    pub(super) timestamp: Option<Raw>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -26,7 +29,7 @@ pub(super) enum Kind {
 pub(super) fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) -> Result<Scanned, ScanError> {
     let mut s = Scanned::default();
     // Which members were seen (a bit each), to refuse a duplicate of one the driver reads.
-    let mut seen = 0u8;
+    let mut seen = 0u16;
     let mut dup = None;
     text.clear();
     scan::members_decoding(
@@ -59,13 +62,24 @@ pub(super) fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) 
                     }
                     _ => (0, ""),
                 },
-                [a, b, c, d, e, f] if &[a, b, c, d, e, f] == b"bucket" => {
-                    s.bucket = Some(v);
-                    (32, "bucket")
-                }
+                [a, b, c, d, e, f] => match &[a, b, c, d, e, f] {
+                    b"bucket" => {
+                        s.bucket = Some(v);
+                        (32, "bucket")
+                    }
+                    b"fields" => {
+                        s.fields = Some(v);
+                        (128, "fields")
+                    }
+                    _ => (0, ""),
+                },
                 [a, b, c, d, e, f, g] if &[a, b, c, d, e, f, g] == b"dry_run" => {
                     s.dry_run = !v.is_string && &rec[v.start..v.end] == b"true";
                     (64, "dry_run")
+                }
+                [b'@', b't', b'i', b'm', b'e', b's', b't', b'a', b'm', b'p'] => {
+                    s.timestamp = Some(v);
+                    (256, "@timestamp")
                 }
                 _ => (0, ""),
             };
@@ -91,6 +105,7 @@ pub(super) fn scan_record(rec: &[u8], field: Option<&[u8]>, text: &mut Vec<u8>) 
         Some(t) if t.is_string => {
             if scan::is_envelope_type(rec, t) {
                 scan::check_envelope_types(rec, s.bucket, s.key, s.file, s.n)?;
+                scan::check_fields_type(rec, s.fields)?;
             }
             Ok(s)
         }
@@ -125,5 +140,16 @@ mod tests {
         assert_eq!(id.bytes(&mut scratch), b"q\"1");
         assert_eq!(Value { rec, raw: s.n.unwrap() }.bytes(&mut scratch), b"7");
         assert!(!scan_record(br#"{"type":"line","dry_run":"true"}"#, None, &mut text).unwrap().dry_run);
+        let rec = br#"{"type":"line","n":1,"@timestamp":"2019-12-04T21:02:31Z","fields":{"a":1}}"#;
+        let s = scan_record(rec, None, &mut text).unwrap();
+        assert_eq!(Value { rec, raw: s.fields.unwrap() }.json(), br#"{"a":1}"#);
+        assert_eq!(Value { rec, raw: s.timestamp.unwrap() }.bytes(&mut scratch), b"2019-12-04T21:02:31Z");
+        for bad in [
+            &br#"{"type":"line","fields":{},"fields":{}}"#[..],
+            br#"{"type":"line","@timestamp":"x","@timestamp":"y"}"#,
+            br#"{"type":"line","fields":[1]}"#,
+        ] {
+            assert!(scan_record(bad, None, &mut text).is_err());
+        }
     }
 }

@@ -8,21 +8,38 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use crate::cli::{Common, Status, UsageError};
 use crate::io::{Input, Output, report_bad_line};
+use crate::predicate::{Where, WhereError};
 use crate::scan;
 use crate::shutdown::{DrainArgs, Shutdown};
 
 const TOOL: &str = "s3s-filter";
 
-/// Keep, drop or rewrite `line` records by regular expression, as grep would.
+/// Keep, drop or rewrite `line` records by regular expression, as grep would, and by their
+/// parsed fields.
 ///
-/// A `line` record is kept when any `-e` REGEX matches its text (all lines, when no -e is given);
-/// `-v` keeps the others instead. Kept lines are rewritten by each `--replace` in turn. Every
-/// other record (`object`, `end`, types it does not know) passes through unchanged and in order.
-/// Kept records are written byte for byte as they came, unless a replacement changed them.
+/// A `line` record is kept when any `-e` REGEX matches its text (all lines, when no -e is given)
+/// and every --where EXPR holds for its `fields` (see s3s-parse); `-v` keeps the others instead.
+/// Kept lines are rewritten by each `--replace` in turn. Every other record (`object`, `end`,
+/// types it does not know) passes through unchanged and in order. Kept records are written byte
+/// for byte as they came, unless a replacement changed them.
 ///
 /// Regular expressions are those of the Rust `regex` crate: linear time, no backreferences, no
 /// catastrophic backtracking. The text matched is the line itself (JSON escapes decoded: a tab is
-/// `\t` in the regex). A malformed input line is reported on stderr with its number and skipped;
+/// `\t` in the regex); a record without `line` (s3s-parse --drop-line) is matched by its
+/// `fields` object's JSON text, and --replace leaves it as it is.
+///
+/// --where EXPR tests one member of the record's `fields` object: FIELD=VALUE and FIELD!=VALUE
+/// (a string's text, or a number's value when VALUE is a number: sc-status=200 matches 200 and
+/// 200.0), FIELD>=N, FIELD<=N, FIELD>N, FIELD<N (numbers, and strings that hold one; times
+/// when N is RFC 3339 text: `@timestamp>=2019-12-04T21:00:00Z`, where FIELD @timestamp is the
+/// record's own unless `fields` has such a member), FIELD~REGEX and FIELD!~REGEX (a string's text, else the value's JSON text). VALUE is all that
+/// follows the operator. Quote FIELD when it holds one of = ! < > ~ ('"a=b"=1'); a dotted FIELD
+/// that is not itself a member reaches into nested objects (userIdentity.type). A record without
+/// that field (or without `fields`) fails the test, whatever the operator: `FIELD!=VALUE` keeps
+/// only the lines that have FIELD with another value (null counts as a value: `q=null`).
+/// A record whose `fields` holds a tested member twice is malformed (below).
+///
+/// A malformed input line is reported on stderr with its number and skipped;
 /// the exit status is then 1, and the `end` record of the object it is charged to (the object
 /// of the last line before it whose `end` has not passed, else the next object named) is not
 /// forwarded, so that object's message is not deleted (see s3s(7)). SIGTERM/SIGINT/SIGHUP: it
@@ -38,6 +55,10 @@ const TOOL: &str = "s3s-filter";
     s3s-filter -e GET -e HEAD -i
     s3s-filter -v -e '^#'
     s3s-filter --replace '(\\d+\\.\\d+\\.\\d+)\\.\\d+' '$1.0'     # mask the last octet of IPs
+    s3s-parse | s3s-filter --where 'sc-status>=500'                  # parsed fields
+    s3s-filter --where 'cs-method=GET' --where 'cs(User-Agent)~(?i)bot'
+    s3s-filter --where 'eventSource=s3.amazonaws.com' --where 'userIdentity.type!=AWSService'
+    s3s-filter --where '@timestamp>=2019-12-04T21:00:00Z' --where '@timestamp<2019-12-04T22:00:00Z'
     jq -c 'select(.type != \"line\" or (.line | test(\"GET\")))'   # the same contract, with jq
 
 ENVIRONMENT:
@@ -45,18 +66,24 @@ ENVIRONMENT:
 
 EXIT STATUS:
     0 success (also when stdout was closed early), 1 malformed input lines were skipped,
-    2 usage error (e.g. an invalid regex)."
+    2 usage error (e.g. an invalid regex or --where expression)."
 )]
 pub struct Args {
     /// Keep lines matching REGEX (repeatable: any match keeps the line).
     #[arg(short = 'e', long = "regexp", value_name = "REGEX")]
     pub regexps: Vec<String>,
 
-    /// Invert: keep the lines no REGEX matches.
+    /// Keep lines whose parsed fields pass EXPR: FIELD=VALUE, FIELD!=VALUE, FIELD>=N, FIELD<=N,
+    /// FIELD>N, FIELD<N (N a number or an RFC 3339 time), FIELD~REGEX, FIELD!~REGEX (repeatable:
+    /// all must hold; with -e, both).
+    #[arg(short = 'w', long = "where", value_name = "EXPR")]
+    pub wheres: Vec<String>,
+
+    /// Invert: keep the lines that -e and --where do not keep.
     #[arg(short = 'v', long)]
     pub invert_match: bool,
 
-    /// Case-insensitive matching (for -e and --replace).
+    /// Case-insensitive matching (for -e, --replace and the regexes of --where).
     #[arg(short = 'i', long)]
     pub ignore_case: bool,
 
@@ -77,6 +104,7 @@ pub struct Filter {
     keep: Option<Regex>,
     invert: bool,
     replace: Vec<(Regex, Vec<u8>)>,
+    wheres: Where,
 }
 
 impl Filter {
@@ -87,9 +115,10 @@ impl Filter {
                 .build()
                 .map_err(|e| UsageError(format!("invalid regex: {e}")))
         };
-        if args.regexps.is_empty() && args.replace.is_empty() {
-            return Err(UsageError("give at least one -e REGEX or --replace REGEX REPLACEMENT".into()));
+        if args.regexps.is_empty() && args.replace.is_empty() && args.wheres.is_empty() {
+            return Err(UsageError("give at least one -e REGEX, --where EXPR or --replace REGEX REPLACEMENT".into()));
         }
+        let wheres = Where::new(&args.wheres, args.ignore_case).map_err(|e| UsageError(format!("--where {e}")))?;
         let keep = match args.regexps.as_slice() {
             [] => None,
             [one] => Some(build(one)?),
@@ -107,16 +136,24 @@ impl Filter {
             .chunks(2)
             .map(|pair| Ok((build(&pair[0])?, pair[1].as_bytes().to_vec())))
             .collect::<Result<_, UsageError>>()?;
-        Ok(Filter { keep, invert: args.invert_match, replace })
+        Ok(Filter { keep, invert: args.invert_match, replace, wheres })
     }
 
-    /// Does `text` stay?
+    /// Does a line with this text stay? `rec` and `fields` are for --where: the record and its
+    /// scanned members (`fields`, whose members [`Where::see`] was shown, and `@timestamp`).
     #[inline]
-    pub fn keeps(&self, text: &[u8]) -> bool {
-        match &self.keep {
-            None => !self.invert,
-            Some(re) => re.is_match(text) != self.invert,
-        }
+    pub fn keeps(&mut self, text: &[u8], rec: &[u8], fields: &scan::Fields) -> Result<bool, WhereError> {
+        let matched = match &self.keep {
+            None => true,
+            Some(re) => re.is_match(text),
+        };
+        let holds = !matched || self.wheres.is_empty() || self.wheres.finish(rec, fields.fields, fields.timestamp)?;
+        Ok((matched && holds) != self.invert)
+    }
+
+    /// The line's text is read (by -e or --replace); --where alone needs only the fields.
+    fn reads_text(&self) -> bool {
+        self.keep.is_some() || !self.replace.is_empty()
     }
 
     /// `text` after every replacement, borrowed when nothing changed.
@@ -139,8 +176,8 @@ enum Outcome {
     Kept,
     /// A `line` the filter dropped.
     Dropped,
-    /// Not a record: reported, skipped.
-    Bad(&'static str, Option<scan::ScanError>),
+    /// Not a record (or one --where cannot test): reported, skipped.
+    Bad(&'static str, Option<scan::ScanError>, Option<WhereError>),
     /// The `end` of an object a malformed line was charged to: not forwarded.
     Withheld(u64),
 }
@@ -239,16 +276,25 @@ impl Charges {
 /// Filter one record (without its `\n`) into `out` (which gets the `\n` too when it is kept).
 #[inline]
 fn filter_record(
-    filter: &Filter,
+    filter: &mut Filter,
     rec: &[u8],
     out: &mut Vec<u8>,
     charges: &mut Charges,
     text_buf: &mut Vec<u8>,
     ty_buf: &mut Vec<u8>,
 ) -> Outcome {
-    let fields = match scan::fields_decoding_line(rec, text_buf) {
+    let scanned = if filter.wheres.is_empty() {
+        scan::fields_scan(rec, filter.reads_text(), text_buf)
+    } else {
+        // The members --where reads are picked while the scanner checks `fields`: one pass.
+        let decode_line = filter.reads_text();
+        filter.wheres.begin();
+        let wheres = &mut filter.wheres;
+        scan::fields_scan_each(rec, decode_line, text_buf, |k, v| wheres.see(k, v))
+    };
+    let fields = match scanned {
         Ok(f) => f,
-        Err(e) => return Outcome::Bad("", Some(e)),
+        Err(e) => return Outcome::Bad("", Some(e), None),
     };
     let raw_of = |v: Option<scan::Raw>| v.map_or(&[][..], |v| &rec[v.start..v.end]);
     let parts = [raw_of(fields.bucket), raw_of(fields.key), raw_of(fields.file)];
@@ -264,13 +310,23 @@ fn filter_record(
         return Outcome::Passed;
     }
     charges.line_of(parts);
-    let Some(raw) = fields.line.filter(|l| l.is_string) else {
-        return Outcome::Bad("line record without a string \"line\"", None);
+    let obj = fields.fields.map(|f| &rec[f.start..f.end]);
+    // The text -e reads: the line, else (s3s-parse --drop-line) the fields' JSON.
+    let (raw, text) = match (fields.line, obj) {
+        (Some(l), _) if l.is_string => (Some(l), &text_buf[..]),
+        (None, Some(obj)) => (None, obj),
+        _ => return Outcome::Bad("line record without a string \"line\" or a \"fields\" object", None, None),
     };
-    let text = &text_buf[..];
-    if !filter.keeps(text) {
-        return Outcome::Dropped;
+    match filter.keeps(text, rec, &fields) {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Dropped,
+        Err(e) => return Outcome::Bad("", None, Some(e)),
     }
+    let Some(raw) = raw else {
+        out.extend_from_slice(rec);
+        out.push(b'\n');
+        return Outcome::Kept;
+    };
     match filter.rewrite(text) {
         Cow::Borrowed(_) => out.extend_from_slice(rec),
         Cow::Owned(new) => {
@@ -290,7 +346,7 @@ fn filter_record(
 /// every core already has a stage to run, their hand-overs cost more CPU than they saved
 /// (README, "Measured").
 pub fn run(args: Args) -> anyhow::Result<Status> {
-    let filter = Filter::new(&args)?;
+    let mut filter = Filter::new(&args)?;
     // A signal changes nothing but the bound: the input ends when upstream stops.
     let shutdown = Shutdown::install(TOOL, args.drain.drain_timeout)?;
     let mut out = Output::stdout();
@@ -310,7 +366,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         if rec.is_empty() {
             continue;
         }
-        match filter_record(&filter, rec, out.buf(), &mut charges, &mut text_buf, &mut ty_buf) {
+        match filter_record(&mut filter, rec, out.buf(), &mut charges, &mut text_buf, &mut ty_buf) {
             Outcome::Passed => out.record_done()?,
             Outcome::Kept => {
                 seen += 1;
@@ -318,9 +374,13 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 out.record_done()?;
             }
             Outcome::Dropped => seen += 1,
-            Outcome::Bad(why, e) => {
+            Outcome::Bad(why, e, w) => {
                 bad += 1;
-                let why = e.map_or_else(|| why.to_string(), |e| e.to_string());
+                let why = match (e, w) {
+                    (Some(e), _) => e.to_string(),
+                    (_, Some(w)) => w.to_string(),
+                    _ => why.to_string(),
+                };
                 report_bad_line(TOOL, number, &why, rec);
                 charges.bad(number);
             }

@@ -30,10 +30,17 @@ const CHUNK_HEADER: usize = 12;
 /// every other record on only once the lines before it were handed over.
 ///
 /// Each message: version "1.1", host (--host, default this machine's name), short_message
-/// (the line), timestamp (the record's event time when it has one, see --time-field, else the
-/// time of sending), level (--level), and additional fields: _bucket, _key and _line (or
-/// _file), the members of the record's "fields" object when it has one (each as _NAME), and
-/// every --field.
+/// (the line; for a record without one, s3s-parse --drop-line, its fields' JSON), timestamp
+/// (the record's time when it has one, see --time-field, else the time of sending), level
+/// (--level), and additional fields: _bucket, _key and _line (or _file), every --field, and the
+/// members of the record's "fields" object (s3s-parse) each as _NAME.
+///
+/// Parsed fields: NAME keeps letters, digits, _, . and - (GELF's ^[\w\.\-]*$); any other
+/// character becomes _ (cs(User-Agent) is sent as _cs_User-Agent_). "id" becomes _id_ (_id is
+/// reserved by Graylog), and a name that is already taken (bucket, key, line, file, a --field)
+/// becomes _fields.NAME. Strings and numbers are sent as they are, true and false as strings,
+/// objects and arrays (CloudTrail's nested members, _extra) as their JSON text; null members
+/// are left out.
 ///
 /// udp://: one datagram per message, compressed (--compress, gzip by default), split into
 /// GELF chunks when larger than --chunk-size. A message that would need more than 128 chunks
@@ -98,9 +105,10 @@ pub struct Args {
     #[arg(long = "field", value_name = "NAME=VALUE")]
     pub fields: Vec<String>,
 
-    /// Top-level field of line records holding the event time (RFC 3339 text or Unix seconds).
-    #[arg(long, value_name = "FIELD", default_value = "event_time")]
-    pub time_field: String,
+    /// The field of line records holding the event time (RFC 3339 text or Unix seconds): a
+    /// top-level member, else a member of "fields" (default: "@timestamp", then "event_time").
+    #[arg(long, value_name = "FIELD")]
+    pub time_field: Option<String>,
 
     /// Append messages too large for 128 UDP chunks to FILE (one GELF JSON a line) instead of
     /// failing their object.
@@ -160,6 +168,11 @@ struct Encoder {
     level: u8,
     /// `,"_name":"value"` of every --field.
     extra: Vec<u8>,
+    /// Additional field names (without `_`) that parsed fields must not take.
+    taken: Vec<Vec<u8>>,
+    /// --time-field was given (else `@timestamp` comes first).
+    time_field_given: bool,
+    key_buf: Vec<u8>,
     compress: Compress,
     deflate: Option<flate2::Compress>,
     /// Largest payload that fits in 128 chunks; messages that fit one datagram go unchunked.
@@ -175,12 +188,14 @@ impl Encoder {
         let mut head = br#"{"version":"1.1","host":"#.to_vec();
         quote_into(host.as_bytes(), &mut head);
         let mut extra = Vec::new();
+        let mut taken: Vec<Vec<u8>> = [&b"bucket"[..], b"key", b"line", b"file"].iter().map(|n| n.to_vec()).collect();
         for f in &args.fields {
             match f.split_once('=') {
                 Some((name, value)) if !name.is_empty() && !name.starts_with('_') => {
                     extra.push(b',');
                     let mut n = Vec::new();
                     field_name(name.as_bytes(), &mut n);
+                    taken.push(n[1..].to_vec());
                     quote_into(&n, &mut extra);
                     extra.push(b':');
                     quote_into(value.as_bytes(), &mut extra);
@@ -210,6 +225,9 @@ impl Encoder {
             head,
             level: args.level,
             extra,
+            taken,
+            time_field_given: args.time_field.is_some(),
+            key_buf: Vec::new(),
             compress,
             deflate,
             udp,
@@ -232,7 +250,8 @@ impl Encoder {
             quote_into(line.text, out);
         }
         out.extend_from_slice(br#","timestamp":"#);
-        match line.field.and_then(|f| event_seconds(f.bytes(&mut self.scratch))) {
+        let stamp = line.timestamp.filter(|_| !self.time_field_given).and_then(|t| event_seconds(t.bytes(&mut self.scratch)));
+        match stamp.or_else(|| line.field.and_then(|f| event_seconds(f.bytes(&mut self.scratch)))) {
             Some(t) => out.extend_from_slice(t.as_bytes()),
             None => now_seconds(out),
         }
@@ -261,32 +280,27 @@ impl Encoder {
             add(b"line", n.bytes(&mut scratch), !matches!(n.json().first(), Some(b'0'..=b'9')), out);
         }
         out.extend_from_slice(&self.extra);
-        // Parsed fields: the members of a "fields" object, when the record has one.
-        if memchr::memmem::find(line.record, b"\"fields\"").is_some() {
-            let rec = line.record;
-            let _ = scan::members(rec, |k, v| {
-                if k == b"fields" && rec.get(v.start) == Some(&b'{') {
-                    let obj = &rec[v.start..v.end];
-                    let _ = scan::members(obj, |name, fv| {
-                        let raw = &obj[fv.start..fv.end];
-                        if raw == b"null" {
-                            return true;
-                        }
-                        out.push(b',');
-                        let mut n = Vec::new();
-                        scan::unescape_into(name, &mut scratch);
-                        field_name(&scratch, &mut n);
-                        scratch.clear();
-                        quote_into(&n, out);
-                        out.push(b':');
-                        match raw.first() {
-                            // Strings and numbers as they are; anything else as its JSON text.
-                            Some(b'"' | b'-' | b'0'..=b'9') => out.extend_from_slice(raw),
-                            _ => quote_into(raw, out),
-                        }
-                        true
-                    });
-                    return false;
+        // Parsed fields: the members of the "fields" object, when the record has one.
+        if let Some(f) = line.fields {
+            let obj = f.json();
+            let taken = &self.taken;
+            let _ = scan::object_members(obj, &mut self.key_buf, |name, fv| {
+                let raw = &obj[fv.start..fv.end];
+                if raw == b"null" {
+                    return true;
+                }
+                out.push(b',');
+                out.push(b'"');
+                let at = out.len();
+                field_name(name, out);
+                if taken.iter().any(|t| out[at + 1..] == t[..]) {
+                    out.splice(at + 1..at + 1, b"fields.".iter().copied());
+                }
+                out.extend_from_slice(b"\":");
+                match raw.first() {
+                    // Strings and numbers as they are; anything else as its JSON text.
+                    Some(b'"' | b'-' | b'0'..=b'9') => out.extend_from_slice(raw),
+                    _ => quote_into(raw, out),
                 }
                 true
             });
@@ -452,7 +466,11 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         None => None,
     };
     let dead = Arc::new(AtomicU64::new(0));
-    let stage = Stage { tool: TOOL, args: &args.sink, hold: Some(Arc::new(Keeper::new())), field: Some(args.time_field.clone()) };
+    let time_field = args.time_field.clone().unwrap_or_else(|| "event_time".into());
+    if time_field.is_empty() {
+        return Err(UsageError("--time-field: empty name".into()).into());
+    }
+    let stage = Stage { tool: TOOL, args: &args.sink, hold: Some(Arc::new(Keeper::new())), field: Some(time_field) };
     let link_opts = args.transport.link_options(server.clone(), TOOL, server.is_udp().then(|| chunker(args.chunk_size as usize)));
     let stream = !server.is_udp();
     let server = server.to_string();

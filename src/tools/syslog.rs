@@ -32,7 +32,9 @@ const TOOL: &str = "s3s-syslog";
 /// Send `line` records to a syslog server, one message per line, and pass every other record
 /// on only once the lines before it were handed over.
 ///
-/// Each `line` record becomes one syslog message whose MSG is the line's text. RFC 5424
+/// Each `line` record becomes one syslog message whose MSG is the line's text (for a record
+/// without `line`, s3s-parse --drop-line, its fields' JSON), stamped with the record's
+/// `@timestamp` when it has one (s3s-parse: the line's own time), else the time of sending. RFC 5424
 /// messages (the default) carry the line's origin as structured data:
 /// [s3s@32473 bucket="B" key="K" line="N"] (file="PATH" for local files). Every other record
 /// is written to stdout in input order once every line before it was handed over: written and
@@ -68,8 +70,9 @@ MESSAGES:
     RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME - MSGID [s3s@32473 bucket=\"B\" key=\"K\" line=\"N\"] MSG
     RFC 3164: <PRI>Mmm dd hh:mm:ss HOSTNAME APP-NAME: MSG (no HOSTNAME on unix://, as
     syslog(3) does on /dev/log)
-    PRI = facility * 8 + severity. TIMESTAMP is the time of sending, UTC with microseconds
-    (5424) or local time (3164, the local offset read at start). No BOM before MSG.
+    PRI = facility * 8 + severity. TIMESTAMP is the record's @timestamp (s3s-parse), else the
+    time of sending: UTC with microseconds (5424) or local time (3164, the local offset read at
+    start). No BOM before MSG.
     On stream transports each message is framed by octet counting (\"LEN MSG\", RFC 6587,
     the default) or ended by LF (--framing lf; an LF inside a line is then sent as a space).
 
@@ -110,8 +113,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME", default_value = "info", value_parser = parse_severity)]
     pub severity: u8,
 
-    /// Take each message's severity from this top-level field of its record (a name or a number
-    /// as for --severity); --severity applies when the field is missing or not a severity.
+    /// Take each message's severity from this field of its record (a top-level member, else a
+    /// member of "fields"; a name or a number as for --severity); --severity applies when the
+    /// field is missing or not a severity.
     #[arg(long, value_name = "FIELD")]
     pub severity_field: Option<String>,
 
@@ -261,6 +265,23 @@ impl Clock {
     }
 }
 
+/// The time of RFC 3339 text (`@timestamp`), to the microsecond; `None` when it is no date or
+/// before 1970.
+fn event_time(t: &[u8]) -> Option<SystemTime> {
+    let ms = crate::clock::parse_ms(t)?;
+    let secs = u64::try_from(ms.div_euclid(1000)).ok()?;
+    // The fraction's digits past the millisecond that parse_ms cuts off.
+    let mut micros = ms.rem_euclid(1000) as u64 * 1000;
+    if t.get(19) == Some(&b'.') {
+        let digits = t[20..].iter().take_while(|b| b.is_ascii_digit()).count().min(6);
+        if digits > 3 {
+            let extra = t[23..20 + digits].iter().fold(0u64, |a, &d| a * 10 + u64::from(d - b'0'));
+            micros += extra * 10u64.pow(6 - digits as u32);
+        }
+    }
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros))
+}
+
 /// Where a line came from, decoded.
 struct Origin<'a> {
     bucket: Option<&'a [u8]>,
@@ -357,6 +378,8 @@ impl Encoder {
             n: line.n.map(|v| v.bytes(s5)),
         };
         let severity = line.field.filter(|_| self.severity_field).and_then(|v| severity_of(v.bytes(s4)));
+        // The line's own time (s3s-parse's @timestamp) when it has one.
+        let now = line.timestamp.and_then(|t| event_time(t.bytes(s4))).unwrap_or(now);
         self.encode_parts(&origin, severity, line.text, now, out);
     }
 
@@ -523,6 +546,18 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_times_to_the_microsecond() {
+        let at = |us: u64| Some(UNIX_EPOCH + std::time::Duration::from_micros(us));
+        assert_eq!(event_time(b"2019-12-04T21:02:32.123456Z"), at(1_575_493_352_123_456));
+        assert_eq!(event_time(b"2019-12-04T21:02:32.1234Z"), at(1_575_493_352_123_400));
+        assert_eq!(event_time(b"2019-12-04T21:02:32.5Z"), at(1_575_493_352_500_000));
+        assert_eq!(event_time(b"2019-12-04T21:02:32Z"), at(1_575_493_352_000_000));
+        assert_eq!(event_time(b"2019-12-04T22:02:32.000001+01:00"), at(1_575_493_352_000_001));
+        assert_eq!(event_time(b"1969-12-31T23:59:59Z"), None);
+        assert_eq!(event_time(b"yesterday"), None);
+    }
 
     #[test]
     fn facilities_and_severities() {

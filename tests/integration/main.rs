@@ -9,12 +9,14 @@
 //! - `scale`: three instances of the systemd unit's pipeline on one queue (scaling out).
 //! - `kafka`: s3s-kafka against the local tansu broker (`S3S_KAFKA_BROKERS`, `S3S_TANSU`).
 //! - `secure`: TLS, SASL, MSK IAM and SigV4 through stand-ins of the tests' own (scripts/receivers/).
+//! - `fields`: parsed fields (`fields`, `@timestamp`) through s3s-filter --where and the publishers.
 //! - `sqs`, `aws`: against the real local servers started by `scripts/services` (S3/SQS on moto,
 //!   Kafka on tansu). They read the endpoints from the environment (`scripts/test` sets it); without it they
 //!   fail with a message saying how to start the servers, never silently pass.
 
 mod aws;
 mod es;
+mod fields;
 mod fuzz_seeds;
 mod gelf;
 mod golden;

@@ -12,7 +12,8 @@ use crate::scan::{self, quote_into};
 use crate::sink::{self, Line};
 
 /// Top-level record fields that the document shapes itself (never copied as extra fields).
-const CONSUMED: &[&[u8]] = &[b"type", b"bucket", b"key", b"file", b"n", b"line", b"dry_run", b"etag", b"message", b"s3"];
+const CONSUMED: &[&[u8]] =
+    &[b"type", b"bucket", b"key", b"file", b"n", b"line", b"dry_run", b"etag", b"message", b"s3", b"fields"];
 
 /// How a line becomes a bulk action + document: everything but the transport (the encoder).
 pub(super) struct Encoder {
@@ -25,6 +26,7 @@ pub(super) struct Encoder {
     /// Reused per line: the record's members (key range, value).
     members: Vec<(usize, usize, Raw)>,
     scratch: Vec<u8>,
+    key_buf: Vec<u8>,
     /// `now` formatted, cached per millisecond.
     now_cache: (i64, Vec<u8>),
 }
@@ -47,6 +49,7 @@ impl Encoder {
             time_fields,
             members: Vec::with_capacity(16),
             scratch: Vec::with_capacity(256),
+            key_buf: Vec::new(),
             now_cache: (i64::MIN, Vec::new()),
         })
     }
@@ -170,10 +173,13 @@ impl Encoder {
                 }
             },
         }
-        out.extend_from_slice(br#","message":"#);
-        match line_raw {
-            Some(v) => out.extend_from_slice(&rec[v.start..v.end]),
-            None => quote_into(line.text, out),
+        // A record without `line` (s3s-parse --drop-line) has its fields, and no message.
+        if line.has_line {
+            out.extend_from_slice(br#","message":"#);
+            match line_raw {
+                Some(v) => out.extend_from_slice(&rec[v.start..v.end]),
+                None => quote_into(line.text, out),
+            }
         }
         match (line.bucket, line.key, line.file) {
             (Some(b), Some(k), _) => {
@@ -211,6 +217,32 @@ impl Encoder {
             out.extend_from_slice(&rec[ks - 1..ke + 1]);
             out.push(b':');
             out.extend_from_slice(&rec[v.start..v.end]);
+        }
+        // The parsed fields at the top level; one whose name the document already has (message,
+        // s3, a copied member...) goes under "fields." instead (Elasticsearch reads the dotted
+        // name as the member of a "fields" object).
+        if let Some(f) = line.fields {
+            let obj = f.json();
+            let written = |k: &[u8]| {
+                k == b"@timestamp"
+                    || (k == b"message" && line.has_line)
+                    || (k == b"s3" && line.bucket.is_some() && line.key.is_some())
+                    || k == b"file"
+                    || self.members.iter().any(|&(ks, ke, _)| {
+                        let m = &rec[ks..ke];
+                        m == k && !CONSUMED.contains(&m) && used_time != Some(m)
+                    })
+            };
+            let _ = scan::object_members(obj, &mut self.key_buf, |k, v| {
+                out.extend_from_slice(b",\"");
+                if written(k) {
+                    out.extend_from_slice(b"fields.");
+                }
+                scan::escape_into(k, out);
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(&obj[v.start..v.end]);
+                true
+            });
         }
         out.extend_from_slice(b"}\n");
     }

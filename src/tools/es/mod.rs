@@ -57,10 +57,14 @@ const TOOL: &str = "s3s-es";
 ///
 /// Each `line` record becomes one document:
 /// {"@timestamp":T,"message":LINE,"s3":{"bucket":B,"key":K,"line":N},...} ("file":{"path":P,
-/// "line":N} for local files), plus every other top-level field the record carries (fields added
-/// by a parsing stage, etag...), copied as they are. T is the record's event time (--time-field,
-/// else "@timestamp", else "event_time": RFC 3339, or epoch milliseconds), else now; the index
-/// name's date patterns use the same time, in UTC.
+/// "line":N} for local files), plus every other top-level field the record carries (etag...),
+/// copied as they are, and the members of its "fields" object (s3s-parse) at the document's top
+/// level, not nested: numbers stay numbers (sc-status is indexed as a number); a member named
+/// like one the document already has (message, s3, file, @timestamp, a copied field) is written
+/// as "fields.NAME". A record without "line" (s3s-parse --drop-line) has no "message". T is the
+/// record's event time (--time-field, else "@timestamp", which s3s-parse sets to the line's own
+/// time, else "event_time": RFC 3339, or epoch milliseconds), else now; the index name's date
+/// patterns use the same time, in UTC.
 ///
 /// Documents are sent in batches (--batch-docs, --batch-bytes, --flush-interval), at most
 /// --concurrency requests at a time. A request that fails (connection error, 429, 5xx) is

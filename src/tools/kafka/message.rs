@@ -59,6 +59,7 @@ impl Encoder {
         let mut value = match self.payload {
             PayloadFormat::Raw => line.text,
             PayloadFormat::Json => line.record,
+            PayloadFormat::Fields => line.fields.map_or(line.record, |f| f.json()),
         };
         let key = match &self.key {
             KeySource::None => None,

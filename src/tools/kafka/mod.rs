@@ -64,7 +64,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
 /// once the lines before it are delivered.
 ///
 /// Each `line` record becomes one message whose value is the line's text (or, with
-/// `--payload json`, the whole record). Every other record (`end`, `message`, types it does not
+/// `--payload json`, the whole record; with `--payload fields`, the record's parsed fields
+/// from s3s-parse). Every other record (`end`, `message`, types it does not
 /// know) is written to stdout in input order, but only after every earlier line has a
 /// successful delivery report, so that `s3s-ack` downstream deletes an SQS message only once
 /// all its lines are in Kafka. A line that fails for good (after librdkafka's own retries,
@@ -101,6 +102,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     s3s-kafka -b kafka:9093 -t cdn --tls-ca ca.pem --tls-cert me.pem --tls-key me.key
     s3s-kafka -t cdn --key-field key --source-headers -H source=cloudfront
     s3s-kafka -t cdn --payload json                      # the whole record as the value
+    s3s-parse | s3s-kafka -t cdn --payload fields --key-field c-ip   # parsed fields, keyed by client
     s3s-cat access.log | s3s-kafka -t cdn --dry-run 2>&1 >/dev/null | jq .
 
 DRY RUN:
@@ -142,7 +144,9 @@ pub struct Args {
     #[arg(short = 'F', long = "config-file", value_name = "FILE", env = "S3S_KAFKA_CONFIG")]
     pub config_file: Option<PathBuf>,
 
-    /// The message value: the line's text (raw), or the whole record as it came (json).
+    /// The message value: the line's text (raw), the whole record as it came (json), or the
+    /// record's "fields" object as it came (fields; a line without one, such as a line
+    /// s3s-parse could not parse, is sent as the whole record).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = PayloadFormat::Raw)]
     pub payload: PayloadFormat,
 
@@ -150,8 +154,9 @@ pub struct Args {
     #[arg(short = 'k', long, value_name = "KEY", conflicts_with_all = ["key_field", "key_delimiter"])]
     pub key: Option<String>,
 
-    /// Key each message with this top-level field of its record (a string's text, or the JSON
-    /// text of a number); no key when the field is missing or null.
+    /// Key each message with this field of its record: a top-level member, else a member of its
+    /// "fields" object (c-ip); a string's text, or the JSON text of a number; no key when the
+    /// field is missing or null.
     #[arg(long, value_name = "NAME", conflicts_with = "key_delimiter")]
     pub key_field: Option<String>,
 
@@ -186,6 +191,9 @@ pub enum PayloadFormat {
     Raw,
     /// The whole line record, byte for byte as it came.
     Json,
+    /// The record's "fields" object (s3s-parse), byte for byte as it came; the whole record for
+    /// a line without one.
+    Fields,
 }
 
 /// Read a kcat-style properties file: `prop=value` lines, blank lines and `#` comments.
