@@ -223,11 +223,12 @@ impl Encoder {
         // name as the member of a "fields" object).
         if let Some(f) = line.fields {
             let obj = f.json();
+            let s3 = line.bucket.is_some() && line.key.is_some();
             let written = |k: &[u8]| {
                 k == b"@timestamp"
                     || (k == b"message" && line.has_line)
-                    || (k == b"s3" && line.bucket.is_some() && line.key.is_some())
-                    || k == b"file"
+                    || (k == b"s3" && s3)
+                    || (k == b"file" && !s3 && line.file.is_some())
                     || self.members.iter().any(|&(ks, ke, _)| {
                         let m = &rec[ks..ke];
                         m == k && !CONSUMED.contains(&m) && used_time != Some(m)
