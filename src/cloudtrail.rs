@@ -93,7 +93,9 @@ fn prefix(mut r: impl Read, buf: &mut [u8]) -> usize {
 /// `{ "Records" :` (whitespace and a UTF-8 byte order mark allowed).
 fn is_document_start(b: &[u8]) -> bool {
     let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
-    let ws = |b: &[u8]| b.iter().position(|c| !c.is_ascii_whitespace()).map_or(&[][..], |i| &b[i..]);
+    fn ws(b: &[u8]) -> &[u8] {
+        b.iter().position(|c| !c.is_ascii_whitespace()).map_or(&[][..], |i| &b[i..])
+    }
     let Some(b) = ws(b).strip_prefix(b"{") else { return false };
     let Some(b) = ws(b).strip_prefix(b"\"Records\"") else { return false };
     ws(b).starts_with(b":")

@@ -230,6 +230,8 @@ fn field(f: F, v: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>) {
     }
 }
 
+const DASH: &[u8] = b"-";
+
 /// `10.0.0.1:443` → (`10.0.0.1`, `443`); `[2001:db8::1]:443` → (`2001:db8::1`, `443`); `-` →
 /// both `-`; no port → (`v`, `-`).
 fn host_port(v: &[u8]) -> (&[u8], &[u8]) {
@@ -239,13 +241,13 @@ fn host_port(v: &[u8]) -> (&[u8], &[u8]) {
     if let Some(rest) = v.strip_prefix(b"[")
         && let Some(close) = memchr::memchr(b']', rest)
     {
-        let port = rest[close + 1..].strip_prefix(b":").unwrap_or(b"-");
+        let port = rest[close + 1..].strip_prefix(b":").unwrap_or(DASH);
         return (&rest[..close], port);
     }
     match memchr::memrchr(b':', v) {
         // More than one colon and no brackets: an IPv6 address without a port.
         Some(i) if memchr::memchr(b':', &v[..i]).is_none() => (&v[..i], &v[i + 1..]),
-        _ => (v, b"-"),
+        _ => (v, DASH),
     }
 }
 
@@ -253,13 +255,13 @@ fn host_port(v: &[u8]) -> (&[u8], &[u8]) {
 fn request(v: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let v = super::trim(v);
     if v.is_empty() {
-        return (b"-", b"-", b"-");
+        return (DASH, DASH, DASH);
     }
-    let Some(sp) = memchr::memchr(b' ', v) else { return (v, b"-", b"-") };
+    let Some(sp) = memchr::memchr(b' ', v) else { return (v, DASH, DASH) };
     let (m, rest) = (&v[..sp], &v[sp + 1..]);
     match memchr::memrchr(b' ', rest) {
         Some(j) => (m, &rest[..j], &rest[j + 1..]),
-        None => (m, rest, b"-"),
+        None => (m, rest, DASH),
     }
 }
 
@@ -349,7 +351,7 @@ fn s3(line: &[u8], t: &[(usize, usize, u8)], out: &mut Vec<u8>, ts: &mut Vec<u8>
     }
     // The operation: the first field after the requester that looks like one, preceded by a
     // request id; the standard place (7th) when none does.
-    let op = (6..t.len()).find(|&k| is_operation(v(k).unwrap_or(b"")) && is_request_id(v(k - 1).unwrap_or(b""))).unwrap_or(6);
+    let op = (6..t.len()).find(|&k| is_operation(v(k).unwrap_or_default()) && is_request_id(v(k - 1).unwrap_or_default())).unwrap_or(6);
     if t.len() > 4 {
         let requester = &line[t[4].0..t[(op - 2).min(t.len() - 1)].1];
         field(S("requester"), requester, out, ts);

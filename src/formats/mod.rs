@@ -149,7 +149,7 @@ pub fn detect(key: &[u8], first: &[u8]) -> Option<Format> {
         return Some(if json::looks_like_cloudtrail(first_trim) { Format::Cloudtrail } else { Format::Json });
     }
     if first.starts_with(b"#Version:") || first.starts_with(b"#Fields:") || first.starts_with(b"#Software:") {
-        if first.starts_with(b"#Fields:") && w3c::names_cloudfront(&first[8..]) || is_cloudfront_key(key) {
+        if (first.starts_with(b"#Fields:") && w3c::names_cloudfront(&first[8..])) || is_cloudfront_key(key) {
             return Some(Format::Cloudfront);
         }
         return Some(Format::W3c);

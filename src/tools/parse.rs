@@ -298,8 +298,8 @@ impl Stage {
         let st = self.objects.get(parts);
         if st.parser.is_none() && !st.decided {
             st.decided = true;
-            let key = f.key.map(|k| k.content(rec)).or(f.file.map(|k| k.content(rec))).unwrap_or(b"");
-            let loc = crate::io::printable(if key.is_empty() { b"?" } else { key }).into_owned();
+            let key = f.key.map(|k| k.content(rec)).or(f.file.map(|k| k.content(rec))).unwrap_or_default();
+            let loc = crate::io::printable(if key.is_empty() { &b"?"[..] } else { key }).into_owned();
             match formats::detect(key, &b.text) {
                 Some(format) => {
                     tracing::info!("{loc}: format {}", format.name());
@@ -445,6 +445,9 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
             Outcome::Passed => out.record_done()?,
             Outcome::Parsed => {
                 parsed += 1;
+                if parsed.is_multiple_of(65536) {
+                    counted.emit(parsed, errors);
+                }
                 out.record_done()?;
             }
             Outcome::ParseError => {
@@ -461,9 +464,6 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
                 "{TOOL}: {}: end record withheld (malformed input line {n} was charged to this object)",
                 crate::sink::location(rec)
             ),
-        }
-        if (parsed + errors).is_multiple_of(65536) {
-            counted.emit(parsed, errors);
         }
     }
     counted.emit(parsed, errors);
