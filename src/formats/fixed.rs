@@ -308,11 +308,19 @@ fn tokenize(line: &[u8], tokens: &mut Vec<(usize, usize, u8)>) -> Result<(), Why
                     }
                 }
             }
+            // `[06/Feb/2019:00:00:38 +0000]`; but `[2001:db8::1]:443` is a plain field.
             b'[' => match memchr::memchr(b']', &line[i..]) {
-                None => return Err("unterminated [bracketed] field".into()),
-                Some(k) => {
+                Some(k) if line.get(i + k + 1).is_none_or(|&c| c == b' ') => {
                     tokens.push((i + 1, i + k, 0));
                     i += k + 1;
+                }
+                None if memchr::memchr(b' ', &line[i..]).is_some_and(|sp| line[i..].get(sp + 1).is_some_and(u8::is_ascii_digit)) => {
+                    return Err("unterminated [bracketed] field".into());
+                }
+                _ => {
+                    let end = memchr::memchr(b' ', &line[i..]).map_or(n, |k| i + k);
+                    tokens.push((i, end, 0));
+                    i = end;
                 }
             },
             _ => {
@@ -402,5 +410,7 @@ mod tests {
         assert!(f.contains(r#""user_agent":"curl \"7\"""#), "{f}");
         assert!(f.ends_with(r#""request_transform_status":null,"_extra":["new"]}"#), "{f}");
         assert_eq!(parse(Format::Alb, "http \"x").0, "error: unterminated quoted field");
+        let (f, _) = parse(Format::Alb, "https 2018-07-02T22:23:00.186641Z app/lb/1 [2001:db8::1]:54321 [2001:db8::2]:443 0.1");
+        assert!(f.contains(r#""client_ip":"2001:db8::1","client_port":54321,"target_ip":"2001:db8::2","target_port":443,"request_processing_time":0.1}"#), "{f}");
     }
 }

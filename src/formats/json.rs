@@ -4,18 +4,21 @@
 use super::{Line, Why, time, trim};
 use crate::scan;
 
-/// A JSON object with CloudTrail's `eventTime` and `eventName` (or `eventVersion`).
+/// A JSON object with CloudTrail's `eventTime` and `eventName` (or `eventVersion`), or a whole
+/// CloudTrail document (`Records`: read with `s3s-cat --whole-documents`, it gets a parse_error
+/// that says so).
 pub fn looks_like_cloudtrail(line: &[u8]) -> bool {
-    let (mut time, mut name) = (false, false);
+    let (mut time, mut name, mut records) = (false, false, false);
     let ok = scan::members(line, |k, _| {
         match k {
             b"eventTime" => time = true,
             b"eventName" | b"eventVersion" => name = true,
+            b"Records" => records = true,
             _ => {}
         }
         true
     });
-    ok.is_ok() && time && name
+    ok.is_ok() && ((time && name) || records)
 }
 
 pub fn line(cloudtrail: bool, line: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>) -> Result<Line, Why> {
@@ -33,7 +36,7 @@ pub fn line(cloudtrail: bool, line: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>) 
         }
         true
     })
-    .map_err(|e| Why::Owned(format!("not a JSON object line: {e}")))?;
+    .map_err(|e| Why::Owned(format!("not a JSON object: {e}")))?;
     if cloudtrail {
         if records && event_time.is_none() {
             return Err("a whole CloudTrail document (s3s-cat splits them into events unless --whole-documents)".into());

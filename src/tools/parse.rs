@@ -83,7 +83,7 @@ impl FormatArg {
 /// is vpc-flow; `http`/`https`/`h2`/`grpcs`/`ws`/`wss` and an ISO time is alb; `tls 2.0 TIME` nlb;
 /// an ISO time then `name ip:port` elb; 64 hex digits, a bucket and a `[time]` s3-access; else
 /// keys with `/vpcflowlogs/`, `.csv`, `.tsv`. An object no rule recognises: its lines get
-/// parse_error. `-v` says which format each object got.
+/// parse_error. `-v` says which format each object got (at its end, with its counts).
 ///
 /// A malformed input record is reported on stderr with its number and skipped (exit status 1),
 /// and the `end` of the object it is charged to is not forwarded (see s3s(7)).
@@ -133,6 +133,7 @@ struct ObjState {
     /// Lines read and not emitted (headers, comments, blank lines).
     consumed: u64,
     errors: u64,
+    parsed: u64,
 }
 
 /// Objects by their raw bucket/key/file bytes, the current one outside the map.
@@ -176,6 +177,7 @@ impl Objects {
                 decided: fixed.is_some(),
                 consumed: 0,
                 errors: 0,
+                parsed: 0,
             }));
         }
         self.cur.as_mut().expect("set above")
@@ -279,11 +281,18 @@ impl Stage {
                     self.objects.take(parts);
                     return Outcome::Withheld(n);
                 }
-                if let Some(st) = self.objects.take(parts)
-                    && st.consumed > 0
-                    && rewrite_lines(rec, st.consumed, out)
-                {
-                    return Outcome::Passed;
+                if let Some(st) = self.objects.take(parts) {
+                    tracing::info!(
+                        "{}: format {}: {} records parsed, {} with parse_error, {} header/comment lines",
+                        crate::sink::location(rec),
+                        st.parser.as_ref().map_or("not recognised", |p| p.format().name()),
+                        st.parsed,
+                        st.errors,
+                        st.consumed
+                    );
+                    if st.consumed > 0 && rewrite_lines(rec, st.consumed, out) {
+                        return Outcome::Passed;
+                    }
                 }
             }
             out.extend_from_slice(rec);
@@ -302,7 +311,7 @@ impl Stage {
             let loc = crate::io::printable(if key.is_empty() { &b"?"[..] } else { key }).into_owned();
             match formats::detect(key, &b.text) {
                 Some(format) => {
-                    tracing::info!("{loc}: format {}", format.name());
+                    tracing::debug!("{loc}: format {} (from its first line and key)", format.name());
                     st.parser = Some(formats::Parser::new(format, &self.header));
                 }
                 None => tracing::warn!("{loc}: format not recognised (its lines pass with parse_error; see --format)"),
@@ -339,6 +348,7 @@ impl Stage {
                 out.extend_from_slice(b",\"fields\":");
                 out.extend_from_slice(&b.fields);
                 out.extend_from_slice(b"}\n");
+                st.parsed += 1;
                 Outcome::Parsed
             }
             Err(why) => {
