@@ -36,7 +36,10 @@ pub fn line(cloudtrail: bool, line: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>) 
         }
         true
     })
-    .map_err(|e| Why::Owned(format!("not a JSON object: {e}")))?;
+    .map_err(|e| match e {
+        scan::ScanError::NotObject => Why::Borrowed("not a JSON object"),
+        e => Why::Owned(format!("not a JSON object: {e}")),
+    })?;
     if cloudtrail {
         if records && event_time.is_none() {
             return Err("a whole CloudTrail document (s3s-cat splits them into events unless --whole-documents)".into());

@@ -264,10 +264,16 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// `-` or nothing (compared by hand: a slice comparison is a call to memcmp).
+#[inline(always)]
+pub(crate) fn is_null(s: &[u8]) -> bool {
+    s.is_empty() || (s.len() == 1 && s[0] == b'-')
+}
+
 /// `-` (and nothing) as null, else a string.
 #[inline]
 pub(crate) fn string_or_null(out: &mut Vec<u8>, s: &[u8]) {
-    if s == b"-" || s.is_empty() {
+    if is_null(s) {
         out.extend_from_slice(b"null");
     } else {
         string(out, s);
@@ -278,7 +284,7 @@ pub(crate) fn string_or_null(out: &mut Vec<u8>, s: &[u8]) {
 /// else as a string (lenient: never an error).
 #[inline]
 pub(crate) fn number_or_null(out: &mut Vec<u8>, s: &[u8]) {
-    if s == b"-" || s.is_empty() {
+    if is_null(s) {
         out.extend_from_slice(b"null");
     } else if !number(out, s) {
         string(out, s);

@@ -275,8 +275,8 @@ fn url_decoded(out: &mut Vec<u8>, v: &[u8], text: &mut Vec<u8>) {
     if memchr::memchr(b'%', v).is_none() {
         return string_or_null(out, v);
     }
-    text.clear();
-    text.extend(percent_encoding::percent_decode(v));
+    // A value of `-` has no `%`: it was handled above.
+    percent_decode_into(v, text);
     match std::str::from_utf8(text) {
         Ok(_) => string(out, text),
         Err(_) => {
@@ -284,6 +284,35 @@ fn url_decoded(out: &mut Vec<u8>, v: &[u8], text: &mut Vec<u8>) {
             string(out, lossy.as_bytes());
         }
     }
+}
+
+/// `%XX` decoded (once); a `%` not followed by two hex digits stays.
+fn percent_decode_into(v: &[u8], text: &mut Vec<u8>) {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    text.clear();
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'%', &v[i..]) {
+        let p = i + k;
+        text.extend_from_slice(&v[i..p]);
+        match (v.get(p + 1).copied().and_then(hex), v.get(p + 2).copied().and_then(hex)) {
+            (Some(h), Some(l)) => {
+                text.push(h << 4 | l);
+                i = p + 3;
+            }
+            _ => {
+                text.push(b'%');
+                i = p + 1;
+            }
+        }
+    }
+    text.extend_from_slice(&v[i..]);
 }
 
 /// A `#Fields:` list naming CloudFront's own fields (`x-edge-*`).
@@ -334,6 +363,15 @@ mod tests {
             run(&mut iis, "2024-01-02 03:04:05 10.0.0.1 GET 404").0,
             r#"{"date":"2024-01-02","time":"03:04:05","s-ip":"10.0.0.1","cs-method":"GET","sc-status":404}"#
         );
+    }
+
+    #[test]
+    fn percent_decoding_once() {
+        let mut t = Vec::new();
+        for (from, to) in [("a%20b", "a b"), ("%2520", "%20"), ("%zz%4", "%zz%4"), ("100%", "100%"), ("%C3%A9", "\u{e9}")] {
+            percent_decode_into(from.as_bytes(), &mut t);
+            assert_eq!(t, to.as_bytes(), "{from}");
+        }
     }
 
     #[test]
