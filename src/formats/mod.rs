@@ -119,6 +119,39 @@ impl Parser {
         }
     }
 
+    /// Parse a line given as the content of its JSON string (`content`, still escaped when
+    /// `escaped`): on [`Line::Data`], `fields` (cleared first) holds the `{...}` object and `ts`
+    /// (cleared first) the timestamp's text, or nothing. `text` is a buffer for the decoded line.
+    ///
+    /// A tab-separated W3C/CloudFront line is split and written from its escaped form as it is
+    /// (its values are JSON string content already): no decoding, no re-escaping.
+    pub fn line_json(
+        &mut self,
+        content: &[u8],
+        escaped: bool,
+        fields: &mut Vec<u8>,
+        ts: &mut Vec<u8>,
+        s: &mut Scratch,
+        text: &mut Vec<u8>,
+    ) -> Result<Line, Why> {
+        fields.clear();
+        ts.clear();
+        if escaped
+            && let Parser::Columns(c) = self
+            && c.line_raw(content, fields, ts, s, text)
+        {
+            return Ok(Line::Data);
+        }
+        let line = if escaped {
+            text.clear();
+            crate::scan::unescape_into(content, text);
+            &text[..]
+        } else {
+            content
+        };
+        self.line(line, fields, ts, s)
+    }
+
     /// Parse `line`: on [`Line::Data`], `fields` (cleared first) holds the `{...}` object and
     /// `ts` (cleared first) the timestamp's text, or nothing.
     pub fn line(&mut self, line: &[u8], fields: &mut Vec<u8>, ts: &mut Vec<u8>, s: &mut Scratch) -> Result<Line, Why> {

@@ -206,6 +206,92 @@ impl Columns {
     }
 }
 
+impl Columns {
+    /// A W3C/CloudFront data line given escaped (the content of its JSON string), split on its
+    /// `\t` escapes and written as it is: each value between them is JSON string content
+    /// already. False (nothing written) when this does not apply: another format, no header
+    /// yet, a comment line, or no tab in the line (then the decoded line goes the usual way).
+    pub fn line_raw(&mut self, raw: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>, s: &mut Scratch, text: &mut Vec<u8>) -> bool {
+        if !matches!(self.format, Format::Cloudfront | Format::W3c) || self.cols.is_empty() || raw.first().is_none_or(|&c| c == b'#') {
+            return false;
+        }
+        let Scratch { tokens, text: scratch } = s;
+        tokens.clear();
+        let (mut start, mut i, mut esc, mut tabs) = (0, 0, 0u8, 0);
+        while let Some(k) = memchr::memchr(b'\\', &raw[i..]) {
+            let p = i + k;
+            match raw.get(p + 1) {
+                Some(b't') => {
+                    tokens.push((start, p, esc));
+                    (start, i, esc) = (p + 2, p + 2, 0);
+                    tabs += 1;
+                }
+                Some(b'u') if raw.get(p + 2..p + 6) == Some(b"0009") => {
+                    tokens.push((start, p, esc));
+                    (start, i, esc) = (p + 6, p + 6, 0);
+                    tabs += 1;
+                }
+                Some(b'u') => (esc, i) = (1, (p + 6).min(raw.len())),
+                Some(_) => (esc, i) = (1, p + 2),
+                None => i = raw.len(),
+            }
+        }
+        if tabs == 0 {
+            return false;
+        }
+        tokens.push((start, raw.len(), esc));
+        out.push(b'{');
+        let ncols = self.cols.len();
+        for (i, &(a, b, esc)) in tokens.iter().enumerate() {
+            let v = &raw[a..b];
+            let Some(col) = self.cols.get(i) else {
+                if i == ncols {
+                    key(out, b"_extra");
+                    out.push(b'[');
+                } else {
+                    out.push(b',');
+                }
+                quoted_raw(out, v);
+                continue;
+            };
+            raw_key(out, &col.key);
+            match col.kind {
+                Kind::Str if super::is_null(v) => out.extend_from_slice(b"null"),
+                Kind::Str | Kind::Raw => quoted_raw(out, v),
+                Kind::Num if esc == 0 => number_or_null(out, v),
+                Kind::Num | Kind::Url => {
+                    let v = if esc == 1 {
+                        text.clear();
+                        crate::scan::unescape_into(v, text);
+                        &text[..]
+                    } else {
+                        v
+                    };
+                    if col.kind == Kind::Num { number_or_null(out, v) } else { url_decoded(out, v, scratch) }
+                }
+            }
+        }
+        if tokens.len() > ncols {
+            out.push(b']');
+        }
+        out.push(b'}');
+        let at = |i: Option<usize>| i.and_then(|i| tokens.get(i)).map(|&(a, b, _)| &raw[a..b]);
+        if let (Some(d), Some(t)) = (at(self.date), at(self.time)) {
+            time::date_time(d, t, ts);
+        }
+        true
+    }
+}
+
+/// `"` + JSON string content as it is + `"`.
+#[inline]
+fn quoted_raw(out: &mut Vec<u8>, v: &[u8]) {
+    out.reserve(v.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(v);
+    out.push(b'"');
+}
+
 /// Split on `sep` (runs of it count as one when `runs`).
 #[inline]
 fn split(line: &[u8], sep: u8, runs: bool, tokens: &mut Vec<(usize, usize, u8)>) {
@@ -363,6 +449,23 @@ mod tests {
             run(&mut iis, "2024-01-02 03:04:05 10.0.0.1 GET 404").0,
             r#"{"date":"2024-01-02","time":"03:04:05","s-ip":"10.0.0.1","cs-method":"GET","sc-status":404}"#
         );
+    }
+
+    #[test]
+    fn escaped_lines_split_as_decoded_ones() {
+        let line = r#"2019-12-04\t21:02:31\tMozilla/5.0%2520(X)\t000\t-\ta \"q\" \\ b\tmore\u0009last"#;
+        let mut text = Vec::new();
+        crate::scan::unescape_into(line.as_bytes(), &mut text);
+        let mut c = Columns::new(Format::W3c, &[]);
+        run(&mut c, "#Fields: date time cs(User-Agent) sc-status x-edge-location cs-uri-stem");
+        let decoded = run(&mut c, std::str::from_utf8(&text).unwrap());
+        let (mut out, mut ts, mut s, mut t) = (Vec::new(), Vec::new(), Scratch::default(), Vec::new());
+        assert!(c.line_raw(line.as_bytes(), &mut out, &mut ts, &mut s, &mut t));
+        let raw = (String::from_utf8(out).unwrap(), String::from_utf8(ts).unwrap());
+        let as_json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(as_json(&raw.0), as_json(&decoded.0), "{raw:?} {decoded:?}");
+        assert_eq!(raw.1, decoded.1);
+        assert!(!c.line_raw(b"no tabs here", &mut Vec::new(), &mut Vec::new(), &mut s, &mut t));
     }
 
     #[test]

@@ -268,7 +268,7 @@ struct Stage {
 impl Stage {
     fn record(&mut self, rec: &[u8], out: &mut Vec<u8>) -> Outcome {
         let b = &mut self.b;
-        let f = match scan::fields_decoding_line(rec, &mut b.text) {
+        let f = match fields(rec) {
             Ok(f) => f,
             Err(e) => return Outcome::Bad(e.to_string()),
         };
@@ -309,6 +309,8 @@ impl Stage {
             st.decided = true;
             let key = f.key.map(|k| k.content(rec)).or(f.file.map(|k| k.content(rec))).unwrap_or_default();
             let loc = crate::io::printable(if key.is_empty() { &b"?"[..] } else { key }).into_owned();
+            b.text.clear();
+            scan::unescape_into(raw.content(rec), &mut b.text);
             match formats::detect(key, &b.text) {
                 Some(format) => {
                     tracing::debug!("{loc}: format {} (from its first line and key)", format.name());
@@ -323,7 +325,7 @@ impl Stage {
             st.parser = Some(formats::Parser::new(format, &self.header));
         }
         let result = match st.parser.as_mut() {
-            Some(p) => p.line(&b.text, &mut b.fields, &mut b.ts, &mut b.scratch),
+            Some(p) => p.line_json(raw.content(rec), raw.escaped, &mut b.fields, &mut b.ts, &mut b.scratch, &mut b.text),
             None => Err("log format not recognised (see --format)".into()),
         };
         let close = rec.iter().rposition(|&c| c == b'}').expect("a scanned record ends with }");
@@ -368,6 +370,42 @@ impl Stage {
                 Outcome::ParseError
             }
         }
+    }
+}
+
+/// The members of a record the stage reads, checked as [`scan::fields`] does, without
+/// decoding `line` (the parsers decode it only when they need to).
+fn fields(rec: &[u8]) -> Result<scan::Fields, scan::ScanError> {
+    let mut out = scan::Fields::default();
+    let mut dup = None;
+    scan::members(rec, |k, v| {
+        let (slot, name) = match k {
+            b"type" => (&mut out.ty, "type"),
+            b"line" => (&mut out.line, "line"),
+            b"bucket" => (&mut out.bucket, "bucket"),
+            b"key" => (&mut out.key, "key"),
+            b"file" => (&mut out.file, "file"),
+            b"n" => (&mut out.n, "n"),
+            _ => return true,
+        };
+        if slot.is_some() {
+            dup = Some(name);
+            return false;
+        }
+        *slot = Some(v);
+        true
+    })?;
+    if let Some(name) = dup {
+        return Err(scan::ScanError::Duplicate(name));
+    }
+    match out.ty {
+        Some(t) if t.is_string => {
+            if scan::is_envelope_type(rec, t) {
+                scan::check_envelope_types(rec, out.bucket, out.key, out.file, out.n)?;
+            }
+            Ok(out)
+        }
+        _ => Err(scan::ScanError::NoType),
     }
 }
 
