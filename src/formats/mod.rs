@@ -120,25 +120,26 @@ impl Parser {
     }
 
     /// Parse a line given as the content of its JSON string (`content`, still escaped when
-    /// `escaped`): on [`Line::Data`], `fields` (cleared first) holds the `{...}` object and `ts`
-    /// (cleared first) the timestamp's text, or nothing. `text` is a buffer for the decoded line.
+    /// `escaped`): on [`Line::Data`], `,"@timestamp":"..."` (when the line has a time) and
+    /// `,"fields":{...}` are appended to `out` (on anything else `out` may hold part of them:
+    /// the caller truncates it). `fields`, `ts` and `text` are scratch buffers.
     ///
     /// A tab-separated W3C/CloudFront line is split and written from its escaped form as it is
-    /// (its values are JSON string content already): no decoding, no re-escaping.
+    /// (its values are JSON string content already): no decoding, no re-escaping, no copy.
+    #[allow(clippy::too_many_arguments)]
     pub fn line_json(
         &mut self,
         content: &[u8],
         escaped: bool,
+        out: &mut Vec<u8>,
         fields: &mut Vec<u8>,
         ts: &mut Vec<u8>,
         s: &mut Scratch,
         text: &mut Vec<u8>,
     ) -> Result<Line, Why> {
-        fields.clear();
-        ts.clear();
         if escaped
             && let Parser::Columns(c) = self
-            && c.line_raw(content, fields, ts, s, text)
+            && c.line_raw(content, out, ts, s, text)
         {
             return Ok(Line::Data);
         }
@@ -149,7 +150,13 @@ impl Parser {
         } else {
             content
         };
-        self.line(line, fields, ts, s)
+        let r = self.line(line, fields, ts, s)?;
+        if r == Line::Data {
+            timestamp_member(out, ts);
+            out.extend_from_slice(b",\"fields\":");
+            out.extend_from_slice(fields);
+        }
+        Ok(r)
     }
 
     /// Parse `line`: on [`Line::Data`], `fields` (cleared first) holds the `{...}` object and
@@ -260,6 +267,16 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
 }
 
 // ---- writing JSON members straight into the buffer ----
+
+/// `,"@timestamp":"TS"`, when `ts` is not empty.
+#[inline]
+pub(crate) fn timestamp_member(out: &mut Vec<u8>, ts: &[u8]) {
+    if !ts.is_empty() {
+        out.extend_from_slice(b",\"@timestamp\":\"");
+        out.extend_from_slice(ts);
+        out.push(b'"');
+    }
+}
 
 /// `"name":` after a comma unless it is the object's first member.
 #[inline]

@@ -208,8 +208,8 @@ impl Columns {
 
 impl Columns {
     /// A W3C/CloudFront data line given escaped (the content of its JSON string), split on its
-    /// `\t` escapes and written as it is: each value between them is JSON string content
-    /// already. False (nothing written) when this does not apply: another format, no header
+    /// `\t` escapes and written into `out` as `,"@timestamp":"...","fields":{...}`: each value
+    /// between the escapes is JSON string content already, copied as it is. False (nothing written) when this does not apply: another format, no header
     /// yet, a comment line, or no tab in the line (then the decoded line goes the usual way).
     pub fn line_raw(&mut self, raw: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>, s: &mut Scratch, text: &mut Vec<u8>) -> bool {
         if !matches!(self.format, Format::Cloudfront | Format::W3c) || self.cols.is_empty() || raw.first().is_none_or(|&c| c == b'#') {
@@ -218,9 +218,10 @@ impl Columns {
         let Scratch { tokens, text: scratch } = s;
         tokens.clear();
         let (mut start, mut i, mut esc, mut tabs) = (0, 0, 0u8, 0);
-        while let Some(k) = memchr::memchr(b'\\', &raw[i..]) {
-            let p = i + k;
+        // The content of a JSON string holds no bare quote: every hit is a backslash.
+        while let Some(p) = crate::simd::find_quote_or_backslash(raw, i) {
             match raw.get(p + 1) {
+                _ if raw[p] == b'"' => i = p + 1,
                 Some(b't') => {
                     tokens.push((start, p, esc));
                     (start, i, esc) = (p + 2, p + 2, 0);
@@ -240,7 +241,13 @@ impl Columns {
             return false;
         }
         tokens.push((start, raw.len(), esc));
-        out.push(b'{');
+        ts.clear();
+        let at = |i: Option<usize>| i.and_then(|i| tokens.get(i)).map(|&(a, b, _)| &raw[a..b]);
+        if let (Some(d), Some(t)) = (at(self.date), at(self.time)) {
+            time::date_time(d, t, ts);
+        }
+        super::timestamp_member(out, ts);
+        out.extend_from_slice(b",\"fields\":{");
         let ncols = self.cols.len();
         for (i, &(a, b, esc)) in tokens.iter().enumerate() {
             let v = &raw[a..b];
@@ -275,10 +282,6 @@ impl Columns {
             out.push(b']');
         }
         out.push(b'}');
-        let at = |i: Option<usize>| i.and_then(|i| tokens.get(i)).map(|&(a, b, _)| &raw[a..b]);
-        if let (Some(d), Some(t)) = (at(self.date), at(self.time)) {
-            time::date_time(d, t, ts);
-        }
         true
     }
 }
@@ -459,12 +462,13 @@ mod tests {
         let mut c = Columns::new(Format::W3c, &[]);
         run(&mut c, "#Fields: date time cs(User-Agent) sc-status x-edge-location cs-uri-stem");
         let decoded = run(&mut c, std::str::from_utf8(&text).unwrap());
-        let (mut out, mut ts, mut s, mut t) = (Vec::new(), Vec::new(), Scratch::default(), Vec::new());
+        let (mut out, mut ts, mut s, mut t) = (b"{\"n\":1".to_vec(), Vec::new(), Scratch::default(), Vec::new());
         assert!(c.line_raw(line.as_bytes(), &mut out, &mut ts, &mut s, &mut t));
-        let raw = (String::from_utf8(out).unwrap(), String::from_utf8(ts).unwrap());
-        let as_json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
-        assert_eq!(as_json(&raw.0), as_json(&decoded.0), "{raw:?} {decoded:?}");
-        assert_eq!(raw.1, decoded.1);
+        out.push(b'}');
+        let raw: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let fields: serde_json::Value = serde_json::from_str(&decoded.0).unwrap();
+        assert_eq!(raw["fields"], fields, "{raw} {decoded:?}");
+        assert_eq!(raw["@timestamp"], decoded.1.as_str());
         assert!(!c.line_raw(b"no tabs here", &mut Vec::new(), &mut Vec::new(), &mut s, &mut t));
     }
 

@@ -152,15 +152,29 @@ fn object_id(parts: [&[u8]; 3], id: &mut Vec<u8>) {
     }
 }
 
+/// `id` is the id of `parts` (compared 8 bytes at a time: a slice comparison is a call to
+/// memcmp, which cost 10% of the stage's time here, twice per line).
+#[inline]
 fn id_is(id: &[u8], parts: [&[u8]; 3]) -> bool {
     let mut i = 0;
     for p in parts {
-        if id.len() < i + p.len() + 1 || id[i..i + p.len()] != *p || id[i + p.len()] != 0 {
+        if id.len() < i + p.len() + 1 || !same(&id[i..i + p.len()], p) || id[i + p.len()] != 0 {
             return false;
         }
         i += p.len() + 1;
     }
     i == id.len()
+}
+
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails = ac.remainder().iter().zip(bc.remainder()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    tails == 0
+        && ac.zip(bc).all(|(x, y)| u64::from_ne_bytes(x.try_into().expect("8 bytes")) == u64::from_ne_bytes(y.try_into().expect("8 bytes")))
 }
 
 impl Objects {
@@ -324,31 +338,30 @@ impl Stage {
         {
             st.parser = Some(formats::Parser::new(format, &self.header));
         }
+        let close = rec.iter().rposition(|&c| c == b'}').expect("a scanned record ends with }");
+        // The record goes out with its members first; the parser appends `@timestamp` and
+        // `fields` after them (straight into the output buffer), or the record is taken back.
+        let mark = out.len();
+        match self.drop_line.then(|| line_member(rec, raw)).flatten() {
+            Some((a, z)) => {
+                out.extend_from_slice(&rec[..a]);
+                out.extend_from_slice(&rec[z..close]);
+            }
+            None => out.extend_from_slice(&rec[..close]),
+        }
         let result = match st.parser.as_mut() {
-            Some(p) => p.line_json(raw.content(rec), raw.escaped, &mut b.fields, &mut b.ts, &mut b.scratch, &mut b.text),
+            Some(p) => p.line_json(raw.content(rec), raw.escaped, out, &mut b.fields, &mut b.ts, &mut b.scratch, &mut b.text),
             None => Err("log format not recognised (see --format)".into()),
         };
-        let close = rec.iter().rposition(|&c| c == b'}').expect("a scanned record ends with }");
+        if !matches!(result, Ok(Line::Data)) {
+            out.truncate(mark);
+        }
         match result {
             Ok(Line::Consumed) => {
                 st.consumed += 1;
                 Outcome::Consumed
             }
             Ok(Line::Data) => {
-                match self.drop_line.then(|| line_member(rec, raw)).flatten() {
-                    Some((a, z)) => {
-                        out.extend_from_slice(&rec[..a]);
-                        out.extend_from_slice(&rec[z..close]);
-                    }
-                    None => out.extend_from_slice(&rec[..close]),
-                }
-                if !b.ts.is_empty() {
-                    out.extend_from_slice(b",\"@timestamp\":\"");
-                    out.extend_from_slice(&b.ts);
-                    out.push(b'"');
-                }
-                out.extend_from_slice(b",\"fields\":");
-                out.extend_from_slice(&b.fields);
                 out.extend_from_slice(b"}\n");
                 st.parsed += 1;
                 Outcome::Parsed
