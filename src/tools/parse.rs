@@ -18,16 +18,27 @@ const TOOL: &str = "s3s-parse";
 pub enum FormatArg {
     /// Per object, from its key and its first line (see DESCRIPTION).
     Auto,
+    /// CloudFront standard logs (W3C, tabs; names from `#Fields:`, else the 33 standard ones).
     Cloudfront,
+    /// W3C extended log files (IIS and others; tabs or spaces; names from `#Fields:`).
     W3c,
+    /// Application Load Balancer access logs.
     Alb,
+    /// Classic Load Balancer access logs.
     Elb,
+    /// Network Load Balancer (TLS listener) access logs.
     Nlb,
+    /// S3 server access logs.
     S3Access,
+    /// VPC flow logs (names from the header line, else the version 2 default format).
     VpcFlow,
+    /// CloudTrail events (one per line, as s3s-cat splits documents).
     Cloudtrail,
+    /// JSON lines (the object is the fields).
     Json,
+    /// Comma-separated values (header row, or --header).
     Csv,
+    /// Tab-separated values (header row, or --header).
     Tsv,
 }
 
@@ -96,6 +107,33 @@ impl FormatArg {
     s3s-poll | s3s-cat | s3s-parse --drop-line | s3s-filter --where 'sc-status>=500' | s3s-es ...
     s3s-cat s3://trail/AWSLogs/123456789012/CloudTrail/eu-west-1/2026/11/28/x.json.gz | s3s-parse
     s3s-cat access.csv | s3s-parse --format csv --header time,user,status
+
+FIELDS (ALB, ELB, NLB, S3 access; AWS's documented order, snake_case):
+    alb: type time elb client_ip client_port target_ip target_port request_processing_time
+      target_processing_time response_processing_time elb_status_code target_status_code
+      received_bytes sent_bytes request_method request_url request_protocol user_agent ssl_cipher
+      ssl_protocol target_group_arn trace_id domain_name chosen_cert_arn matched_rule_priority
+      request_creation_time actions_executed redirect_url error_reason target_port_list
+      target_status_code_list classification classification_reason conn_trace_id transformed_host
+      transformed_uri request_transform_status
+    elb: time elb client_ip client_port backend_ip backend_port request_processing_time
+      backend_processing_time response_processing_time elb_status_code backend_status_code
+      received_bytes sent_bytes request_method request_url request_protocol user_agent ssl_cipher
+      ssl_protocol
+    nlb: type version time elb listener client_ip client_port destination_ip destination_port
+      connection_time tls_handshake_time received_bytes sent_bytes incoming_tls_alert
+      chosen_cert_arn chosen_cert_serial tls_cipher tls_protocol_version tls_named_group
+      domain_name alpn_fe_protocol alpn_be_protocol alpn_client_preference_list
+      tls_connection_creation_time
+    s3-access: bucket_owner bucket time remote_ip requester (may hold spaces) request_id
+      operation key request_method request_url request_protocol http_status error_code
+      bytes_sent object_size total_time turn_around_time referer user_agent version_id host_id
+      signature_version cipher_suite authentication_type host_header tls_version
+      access_point_arn acl_required
+    Numbers: the times, status codes, byte counts, ports and matched_rule_priority; W3C:
+    sc-status sc-bytes cs-bytes time-taken c-port s-port time-to-first-byte sc-content-len
+    sc-range-start sc-range-end sc-substatus sc-win32-status; VPC: version srcport dstport
+    protocol packets bytes start end tcp-flags traffic-path.
 
 ENVIRONMENT:
     S3S_LOG sets the log filter.
