@@ -209,16 +209,28 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails = ac.remainder().iter().zip(bc.remainder()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    tails == 0
-        && ac.zip(bc).all(|(x, y)| u64::from_ne_bytes(x.try_into().expect("8 bytes")) == u64::from_ne_bytes(y.try_into().expect("8 bytes")))
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let x = u64::from_ne_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return false;
+        }
+        i += 8;
+    }
+    let mut diff = 0u8;
+    while i < a.len() {
+        diff |= a[i] ^ b[i];
+        i += 1;
+    }
+    diff == 0
 }
 
 impl Objects {
-    /// The state of this object (made current).
-    fn get(&mut self, parts: [&[u8]; 3]) -> &mut ObjState {
-        if self.cur.is_none() || !id_is(&self.cur_id, parts) {
+    /// The state of this object (made current), and whether it was current already.
+    fn get(&mut self, parts: [&[u8]; 3]) -> (&mut ObjState, bool) {
+        let same = self.cur.is_some() && id_is(&self.cur_id, parts);
+        if !same {
             if let Some(old) = self.cur.take() {
                 self.others.insert(std::mem::take(&mut self.cur_id), old);
             }
@@ -232,7 +244,7 @@ impl Objects {
                 parsed: 0,
             }));
         }
-        self.cur.as_mut().expect("set above")
+        (self.cur.as_mut().expect("set above"), same)
     }
 
     /// The state of this object, removed (its `end` passed).
@@ -257,9 +269,10 @@ struct Charges {
 }
 
 impl Charges {
+    /// A line record of this object; `same`: of the same object as the line record before.
     #[inline]
-    fn line_of(&mut self, parts: [&[u8]; 3]) {
-        if self.open && id_is(&self.cur, parts) {
+    fn line_of(&mut self, parts: [&[u8]; 3], same: bool) {
+        if self.open && same {
             return;
         }
         object_id(parts, &mut self.cur);
@@ -351,12 +364,14 @@ impl Stage {
             out.push(b'\n');
             return Outcome::Passed;
         }
-        self.charges.line_of(parts);
+        // One comparison of the object's id per line: Objects' current object is the last line
+        // record's (every line record goes through `get`), which is Charges' too while it is open.
+        let fixed = self.objects.fixed;
+        let (st, same) = self.objects.get(parts);
+        self.charges.line_of(parts, same);
         let Some(raw) = f.line.filter(|l| l.is_string) else {
             return Outcome::Bad("line record without a string \"line\"".into());
         };
-        let fixed = self.objects.fixed;
-        let st = self.objects.get(parts);
         if st.parser.is_none() && !st.decided {
             st.decided = true;
             let key = f.key.map(|k| k.content(rec)).or(f.file.map(|k| k.content(rec))).unwrap_or_default();
