@@ -261,9 +261,7 @@ pub fn decompressed<'a, R: Read + Send + 'a>(source: R, limits: Limits) -> io::R
     let shared = inp.clone();
     let inner: Box<dyn Read + Send + 'a> = match compression {
         Compression::Gzip => Box::new(Guarded { inner: flate2::read::MultiGzDecoder::new(peeked), out: 0, inp: shared, limits }),
-        Compression::Zstd => {
-            Box::new(Guarded { inner: zstd::stream::read::Decoder::new(peeked)?, out: 0, inp: shared, limits })
-        }
+        Compression::Zstd => Box::new(Guarded { inner: zstd::stream::read::Decoder::new(peeked)?, out: 0, inp: shared, limits }),
         Compression::None => Box::new(Guarded { inner: peeked, out: 0, inp: shared, limits: Limits { max_ratio: 0, ..limits } }),
     };
     Ok((compression, Decompressed { inner, inp }))

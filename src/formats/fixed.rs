@@ -314,7 +314,9 @@ fn tokenize(line: &[u8], tokens: &mut Vec<(usize, usize, u8)>) -> Result<(), Why
                     tokens.push((i + 1, i + k, 0));
                     i += k + 1;
                 }
-                None if memchr::memchr(b' ', &line[i..]).is_some_and(|sp| line[i..].get(sp + 1).is_some_and(u8::is_ascii_digit)) => {
+                None if memchr::memchr(b' ', &line[i..])
+                    .is_some_and(|sp| line[i..].get(sp + 1).is_some_and(u8::is_ascii_digit)) =>
+                {
                     return Err("unterminated [bracketed] field".into());
                 }
                 _ => {
@@ -359,7 +361,9 @@ fn s3(line: &[u8], t: &[(usize, usize, u8)], out: &mut Vec<u8>, ts: &mut Vec<u8>
     }
     // The operation: the first field after the requester that looks like one, preceded by a
     // request id; the standard place (7th) when none does.
-    let op = (6..t.len()).find(|&k| is_operation(v(k).unwrap_or_default()) && is_request_id(v(k - 1).unwrap_or_default())).unwrap_or(6);
+    let op = (6..t.len())
+        .find(|&k| is_operation(v(k).unwrap_or_default()) && is_request_id(v(k - 1).unwrap_or_default()))
+        .unwrap_or(6);
     if t.len() > 4 {
         let requester = &line[t[4].0..t[(op - 2).min(t.len() - 1)].1];
         field(S("requester"), requester, out, ts);

@@ -429,8 +429,14 @@ mod tests {
             detect(b"a", b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status"),
             Some(Format::VpcFlow)
         );
-        assert_eq!(detect(b"a", b"https 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 1.2.3.4:2817"), Some(Format::Alb));
-        assert_eq!(detect(b"a", b"tls 2.0 2018-12-20T02:59:40 net/my-network-loadbalancer/c6e77e28c25b2234 g3d4b5e8bb8464cd"), Some(Format::Nlb));
+        assert_eq!(
+            detect(b"a", b"https 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 1.2.3.4:2817"),
+            Some(Format::Alb)
+        );
+        assert_eq!(
+            detect(b"a", b"tls 2.0 2018-12-20T02:59:40 net/my-network-loadbalancer/c6e77e28c25b2234 g3d4b5e8bb8464cd"),
+            Some(Format::Nlb)
+        );
         assert_eq!(
             detect(b"a", b"2015-05-13T23:39:43.945958Z my-loadbalancer 192.168.131.39:2817 10.0.0.1:80 0.000086"),
             Some(Format::Elb)
@@ -439,7 +445,10 @@ mod tests {
             detect(b"a", b"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be awsexamplebucket1 [06/Feb/2019:00:00:38 +0000] 192.0.2.3"),
             Some(Format::S3Access)
         );
-        assert_eq!(detect(b"a", br#"{"eventVersion":"1.08","eventTime":"2014-03-06T21:22:54Z","eventName":"X"}"#), Some(Format::Cloudtrail));
+        assert_eq!(
+            detect(b"a", br#"{"eventVersion":"1.08","eventTime":"2014-03-06T21:22:54Z","eventName":"X"}"#),
+            Some(Format::Cloudtrail)
+        );
         assert_eq!(detect(b"a", br#"{"a":1}"#), Some(Format::Json));
         assert_eq!(detect(b"d/x.csv.gz", b"a,b,c"), Some(Format::Csv));
         assert_eq!(detect(b"d/x.txt", b"hello world"), None);

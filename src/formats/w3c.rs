@@ -37,7 +37,8 @@ const W3C_NUMERIC: &[&str] = &[
 ];
 
 /// VPC flow log fields that are numbers (AWS's "Available fields").
-const VPC_NUMERIC: &[&str] = &["version", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "tcp-flags", "traffic-path"];
+const VPC_NUMERIC: &[&str] =
+    &["version", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "tcp-flags", "traffic-path"];
 
 /// Names that make a line a VPC flow log header.
 const VPC_MARKERS: &[&[u8]] = &[b"srcaddr", b"dstaddr", b"interface-id", b"log-status", b"pkt-srcaddr", b"flow-direction"];
@@ -158,10 +159,8 @@ impl Columns {
         }
         if self.header_row {
             self.header_row = false;
-            let names: Vec<Vec<u8>> = tokens
-                .iter()
-                .map(|&(a, b, esc)| if esc == 1 { unquote_csv(&line[a..b]) } else { line[a..b].to_vec() })
-                .collect();
+            let names: Vec<Vec<u8>> =
+                tokens.iter().map(|&(a, b, esc)| if esc == 1 { unquote_csv(&line[a..b]) } else { line[a..b].to_vec() }).collect();
             self.set(names.iter().map(Vec::as_slice));
             return Ok(Line::Consumed);
         }
@@ -212,7 +211,10 @@ impl Columns {
     /// between the escapes is JSON string content already, copied as it is. False (nothing written) when this does not apply: another format, no header
     /// yet, a comment line, or no tab in the line (then the decoded line goes the usual way).
     pub fn line_raw(&mut self, raw: &[u8], out: &mut Vec<u8>, ts: &mut Vec<u8>, s: &mut Scratch, text: &mut Vec<u8>) -> bool {
-        if !matches!(self.format, Format::Cloudfront | Format::W3c) || self.cols.is_empty() || raw.first().is_none_or(|&c| c == b'#') {
+        if !matches!(self.format, Format::Cloudfront | Format::W3c)
+            || self.cols.is_empty()
+            || raw.first().is_none_or(|&c| c == b'#')
+        {
             return false;
         }
         let Scratch { tokens, text: scratch } = s;

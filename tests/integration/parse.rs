@@ -25,10 +25,8 @@ fn aws_logs_from_s3_get_fields_and_timestamps() {
     f.put(alb_key, gzip(&std::fs::read_to_string("tests/data/parse/alb.log").unwrap()));
     let s3_key = "s3-logs/2019-02-06-00-00-38-5A7E3B1C0EXAMPLE";
     f.put(s3_key, std::fs::read("tests/data/parse/s3-access.log").unwrap());
-    let (code, out, err) = sh(&format!(
-        "s3s-cat s3://{b}/{cf_key} s3://{b}/{alb_key} s3://{b}/{s3_key} | s3s-parse -v",
-        b = f.bucket
-    ));
+    let (code, out, err) =
+        sh(&format!("s3s-cat s3://{b}/{cf_key} s3://{b}/{alb_key} s3://{b}/{s3_key} | s3s-parse -v", b = f.bucket));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("format cloudfront") && err.contains("format alb") && err.contains("format s3-access"), "{err}");
     let recs = records(&out);
@@ -129,10 +127,8 @@ fn cloudtrail_documents_become_one_record_per_event() {
 #[test]
 fn malformed_records_withhold_the_end_and_unparsable_lines_pass() {
     // Local files (no server): s3s-cat's records, with a malformed record in the middle.
-    let (code, out, err) = sh(
-        "{ s3s-cat tests/data/parse/vpc-default.log | head -3; echo '{\"type\":\"line\",broken'; \
-         s3s-cat tests/data/parse/vpc-default.log | tail -n +4; s3s-cat tests/data/parse/events.jsonl; } | s3s-parse",
-    );
+    let (code, out, err) = sh("{ s3s-cat tests/data/parse/vpc-default.log | head -3; echo '{\"type\":\"line\",broken'; \
+         s3s-cat tests/data/parse/vpc-default.log | tail -n +4; s3s-cat tests/data/parse/events.jsonl; } | s3s-parse");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("end record withheld"), "{err}");
     let recs = records(&out);
