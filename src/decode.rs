@@ -232,6 +232,41 @@ pub fn for_each_line<R: Read + Send>(
     Ok((compression, stats))
 }
 
+/// The decompressed bytes of a source (compression sniffed as [`for_each_line`] does), counted
+/// and checked against the same [`Limits`]: for readers that do not split lines (CloudTrail
+/// documents, [`crate::cloudtrail`]). Reads on the caller's thread.
+pub struct Decompressed<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    inp: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Decompressed<'_> {
+    /// Compressed bytes read from the source so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.inp.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Read for Decompressed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// `source` decompressed (see [`Decompressed`]).
+pub fn decompressed<'a, R: Read + Send + 'a>(source: R, limits: Limits) -> io::Result<(Compression, Decompressed<'a>)> {
+    let inp = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = Counting { inner: source, n: 0, shared: inp.clone() };
+    let (compression, peeked) = sniff(counting)?;
+    let shared = inp.clone();
+    let inner: Box<dyn Read + Send + 'a> = match compression {
+        Compression::Gzip => Box::new(Guarded { inner: flate2::read::MultiGzDecoder::new(peeked), out: 0, inp: shared, limits }),
+        Compression::Zstd => Box::new(Guarded { inner: zstd::stream::read::Decoder::new(peeked)?, out: 0, inp: shared, limits }),
+        Compression::None => Box::new(Guarded { inner: peeked, out: 0, inp: shared, limits: Limits { max_ratio: 0, ..limits } }),
+    };
+    Ok((compression, Decompressed { inner, inp }))
+}
+
 /// Where `line` may be cut to at most `max` bytes without splitting a UTF-8 character.
 fn cut_point(line: &[u8], max: usize) -> usize {
     if line.len() <= max {

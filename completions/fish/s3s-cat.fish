@@ -10,6 +10,7 @@ complete -c s3s-cat -l metrics-interval -d 'Seconds between rewrites of --metric
 complete -c s3s-cat -l progress -d 'Progress line on stderr (objects, bytes, lines/s), only ever when stderr is a terminal: `auto` shows it for s3s-cat, `on` for this stage too, `off` never' -r -f -a "auto\t's3s-cat only, when stderr is a terminal'
 on\t'This stage, when stderr is a terminal'
 off\t'Never'"
+complete -c s3s-cat -l whole-documents -d 'Read CloudTrail documents as lines, like any object. By default an object whose bytes start with `{"Records":` becomes one line per event (the event\'s compact JSON; `lines` of its `end` counts the events), streamed with flat memory, and CloudTrail digest objects (`/CloudTrail-Digest/` keys) are skipped with an `end` of 0 lines'
 complete -c s3s-cat -s v -l verbose -d 'More log output on stderr (once: info, twice: debug, thrice: trace). `S3S_LOG` takes tracing\'s filter syntax and wins over --verbose/--quiet'
 complete -c s3s-cat -s q -l quiet -d 'Only errors on stderr'
 complete -c s3s-cat -s h -l help -d 'Print help (see more with \'--help\')'

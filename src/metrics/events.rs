@@ -145,3 +145,37 @@ pub fn delivery_latency(d: std::time::Duration) {
     static H: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
     H.get_or_init(|| histogram!("s3s_delivery_latency_seconds")).record(d.as_secs_f64());
 }
+
+/// s3s-parse's counts, published as deltas of its running totals (whenever its input runs dry,
+/// every 64Ki lines and at the end): no atomic per line.
+#[derive(Debug)]
+pub struct LinesParsed {
+    parsed: metrics::Counter,
+    errors: metrics::Counter,
+    parsed_done: u64,
+    errors_done: u64,
+}
+
+impl Default for LinesParsed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinesParsed {
+    pub fn new() -> Self {
+        LinesParsed {
+            parsed: counter!("s3s_lines_parsed_total"),
+            errors: counter!("s3s_parse_errors_total"),
+            parsed_done: 0,
+            errors_done: 0,
+        }
+    }
+
+    /// Publish the running totals: lines parsed, lines passed on with `parse_error`.
+    pub fn emit(&mut self, parsed: u64, errors: u64) {
+        self.parsed.increment(parsed - self.parsed_done);
+        self.errors.increment(errors - self.errors_done);
+        (self.parsed_done, self.errors_done) = (parsed, errors);
+    }
+}

@@ -66,6 +66,8 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("s3s_lines_read_total", Kind::Counter, "Lines read from objects (s3s-cat)."),
     ("s3s_lines_kept_total", Kind::Counter, "Line records kept (s3s-filter)."),
     ("s3s_lines_dropped_total", Kind::Counter, "Line records dropped (s3s-filter)."),
+    ("s3s_lines_parsed_total", Kind::Counter, "Line records given fields (s3s-parse)."),
+    ("s3s_parse_errors_total", Kind::Counter, "Line records that could not be parsed, passed on with parse_error (s3s-parse)."),
     ("s3s_records_published_total", Kind::Counter, "Records whose delivery the destination confirmed (publishers)."),
     ("s3s_publish_retries_total", Kind::Counter, "Deliveries retried after a retryable error (publishers)."),
     ("s3s_delivery_failures_total", Kind::Counter, "Records whose delivery failed for good (publishers)."),
@@ -96,6 +98,7 @@ pub(crate) fn metrics_of(tool: &str) -> &'static [&'static str] {
             "s3s_lines_read_total",
         ],
         "s3s-filter" => &["s3s_lines_kept_total", "s3s_lines_dropped_total"],
+        "s3s-parse" => &["s3s_lines_parsed_total", "s3s_parse_errors_total"],
         "s3s-ack" => &[
             "s3s_sqs_messages_deleted_total",
             "s3s_sqs_delete_failures_total",

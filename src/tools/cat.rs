@@ -92,6 +92,13 @@ pub struct Args {
     #[arg(long, value_name = "DIR", env = "S3S_CAT_ROOT")]
     pub root: Option<std::path::PathBuf>,
 
+    /// Read CloudTrail documents as lines, like any object. By default an object whose bytes
+    /// start with `{"Records":` becomes one line per event (the event's compact JSON; `lines`
+    /// of its `end` counts the events), streamed with flat memory, and CloudTrail digest
+    /// objects (`/CloudTrail-Digest/` keys) are skipped with an `end` of 0 lines.
+    #[arg(long)]
+    pub whole_documents: bool,
+
     #[command(flatten)]
     pub drain: DrainArgs,
 
@@ -113,6 +120,7 @@ struct Cat {
     failed: u64,
     shutdown: Shutdown,
     carry: Vec<String>,
+    whole_documents: bool,
     /// The drain expired in the middle of an object: stop at once.
     stopped: bool,
     /// `--root`, resolved.
@@ -152,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<Status> {
         failed: 0,
         shutdown,
         carry: args.carry,
+        whole_documents: args.whole_documents,
         stopped: false,
         root: match &args.root {
             Some(r) => Some(std::fs::canonicalize(r).map_err(|e| crate::cli::UsageError(format!("--root {}: {e}", r.display())))?),
@@ -279,7 +288,8 @@ impl Cat {
         let out = &mut self.out;
         let expired = self.shutdown.expiry_flag();
         let mut n = 0u64;
-        let res = decode::for_each_line(reader, self.limits, |text, cut_from| {
+        let split = !self.whole_documents;
+        let res = crate::cloudtrail::read(reader, &obj.location, self.limits, split, |text, cut_from| {
             // Checked once per 1024 lines: the drain's expiry is a matter of seconds.
             if n.is_multiple_of(1024) && expired.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(std::io::Error::other(DrainExpired));

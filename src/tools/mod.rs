@@ -7,6 +7,7 @@ pub mod filter;
 pub mod gelf;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod parse;
 pub mod poll;
 pub mod status;
 pub mod syslog;
@@ -18,6 +19,7 @@ pub fn commands() -> Vec<(&'static str, clap::Command)> {
     let mut commands = vec![
         ("s3s-cat", cat::Args::command()),
         ("s3s-filter", filter::Args::command()),
+        ("s3s-parse", parse::Args::command()),
         ("s3s-poll", poll::Args::command()),
         ("s3s-ack", ack::Args::command()),
         ("s3s-status", status::Args::command()),

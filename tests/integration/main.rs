@@ -25,6 +25,7 @@ mod kafka;
 mod metrics;
 mod ops;
 mod package;
+mod parse;
 mod pipes;
 mod reliability;
 #[cfg(feature = "kafka")]
