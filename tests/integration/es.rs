@@ -494,3 +494,65 @@ fn sigterm_drains_what_was_read_and_forwards_its_end() {
     assert!(t0.elapsed() < Duration::from_secs(15), "the drain does not wait for the input");
     assert_eq!(count(&index), 300);
 }
+
+/// Issue 14 through the whole loop: CloudFront objects announced on SQS, parsed by s3s-parse,
+/// filtered on a parsed field, indexed: `sc-status` is a number in the index (a range query
+/// finds them), `@timestamp` is the line's own date and time, URL-encoded agents are decoded.
+#[test]
+fn parsed_fields_through_the_whole_loop() {
+    let url = es_url();
+    let index = unique("parsed");
+    let f = Fixture::new("es-parsed", true);
+    let header = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent)\n";
+    let mut want = 0u64;
+    for o in 0..3usize {
+        let mut text = header.to_string();
+        for i in 0..50usize {
+            let status = [200, 304, 404, 500, 503][(i + o) % 5];
+            if status >= 500 {
+                want += 1;
+            }
+            text.push_str(&format!(
+                "2026-11-{:02}\t17:{:02}:{:02}\tIAD89-C1\t{}\t192.0.2.{i}\tGET\td111.cloudfront.net\t/o{o}/p{i}\t{status}\t-\tMozilla/5.0%20(X11)\n",
+                20 + o,
+                i % 60,
+                (i * 7) % 60,
+                100 + i
+            ));
+        }
+        f.put(&format!("cf/E2ABC.2026-11-{:02}-17.o{o}.gz", 20 + o), gzip(&text));
+    }
+    let t0 = Instant::now();
+    while f.total() != 3 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _, err) = sh(&format!(
+        "s3s-poll --queue-url {} --once | s3s-cat | s3s-parse | s3s-filter --where 'sc-status>=500' | s3s-es --url {url} -i {index} | s3s-ack",
+        f.queue_url
+    ));
+    assert_eq!(code, 0, "{err}");
+    // 3 object messages and the bucket's s3:TestEvent, when it is still queued.
+    assert!(err.contains(" messages deleted, 0 failed, 0 dry-run, 0 incomplete"), "{err}");
+    assert_eq!(count(&index), want, "{err}");
+    // Numbers in the index: a range query on sc-status finds exactly the kept documents.
+    let v = es(
+        "POST",
+        &format!("/{index}/_search"),
+        Some(&json!({"query": {"range": {"sc-status": {"gte": 500}}}, "size": 200, "track_total_hits": true})),
+    );
+    let hits = v["hits"]["hits"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(hits.len() as u64, want, "{v}");
+    for h in hits {
+        let s = &h["_source"];
+        assert!(s["sc-status"].as_u64().is_some_and(|n| n >= 500), "{h}");
+        assert!(s["sc-bytes"].is_u64(), "{h}");
+        let ts = format!("{}T{}Z", s["date"].as_str().unwrap(), s["time"].as_str().unwrap());
+        assert_eq!(s["@timestamp"].as_str(), Some(ts.as_str()), "{h}");
+        assert_eq!(s["cs(User-Agent)"], "Mozilla/5.0 (X11)", "{h}");
+    }
+    let t0 = Instant::now();
+    while f.total() != 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.total(), 0, "queue must be empty");
+}
